@@ -1,0 +1,32 @@
+# The two commands of the README: `make serve` and `make test`. Each target
+# bootstraps .venv from the pinned requirements on first use.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+PORT ?= 8000
+
+.PHONY: venv serve test bench protos clean
+
+venv: $(INSTALLED)
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@python3 -m venv --help >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q python3-venv)
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+serve: venv
+	PORT=$(PORT) $(PYTHON) -m devserver.serve
+
+test: venv
+	$(PYTHON) -m pytest
+
+bench: venv
+	$(PYTHON) -m bench
+
+protos: venv
+	$(PYTHON) scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,78 @@
+"""Embedded DynamoDB for the local run and the tests: a moto server in this process.
+
+moto applies requests from several threads at once, and its transaction
+rollback is not thread-safe (concurrent failing transactions were seen to
+lose other acknowledged writes). AWS applies each DynamoDB call atomically,
+so the server here applies one request at a time.
+"""
+import json
+import pathlib
+import threading
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TABLE_TEMPLATE = ROOT / "infra" / "table.json"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class OneAtATime:
+    """WSGI wrapper that serialises requests: each DynamoDB call stays atomic, as on AWS."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            # Read the whole answer inside the lock: WSGI bodies can be lazy.
+            return [b"".join(self.app(environ, start_response))]
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:
+        """One line per DynamoDB call would drown the app's own log."""
+
+
+class EmbeddedDynamoDB:
+    """A moto server on 127.0.0.1 in a daemon thread; `endpoint_url` once started."""
+
+    def __init__(self, port: int = 0):
+        app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self.server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietRequestHandler)
+        self.endpoint_url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="embedded-dynamodb")
+
+    def start(self) -> "EmbeddedDynamoDB":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+
+
+def table_properties() -> dict:
+    """The table exactly as infra/ deploys it."""
+    template = json.loads(TABLE_TEMPLATE.read_text())
+    return template["Resources"]["ReservationTable"]["Properties"]
+
+
+def create_table(client, table_name: str) -> None:
+    """Create the table of infra/table.json through the DynamoDB API (moto or DynamoDB Local)."""
+    properties = table_properties()
+    client.create_table(
+        TableName=table_name,
+        BillingMode=properties["BillingMode"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        KeySchema=properties["KeySchema"],
+        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
+        StreamSpecification={"StreamEnabled": True, **properties["StreamSpecification"]},
+    )
+    client.get_waiter("table_exists").wait(TableName=table_name)
+    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=properties["TimeToLiveSpecification"])

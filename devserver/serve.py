@@ -1,0 +1,84 @@
+"""Run my-reservation on localhost with an embedded DynamoDB: nothing to configure.
+
+The Connect API is Chalice's local gateway (what `chalice local` runs), with
+one fix: it also reads chunked request bodies, which connect-python and other
+HTTP/1.1 clients send for streaming calls. Data lives as long as the process.
+"""
+import argparse
+import functools
+import os
+import signal
+import sys
+
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, create_local_server
+
+from devserver.dynamodb import FAKE_CREDENTIALS, EmbeddedDynamoDB, create_table
+
+MAX_CHUNKED_BODY_BYTES = 8 * 1024 * 1024
+
+
+class ChunkedBodyRequestHandler(ChaliceRequestHandler):
+    """Chalice's local handler reads a body only by Content-Length."""
+
+    def _parse_payload(self):
+        if "chunked" not in self.headers.get("transfer-encoding", "").lower():
+            return super()._parse_payload()
+        body = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            body += self.rfile.read(size)
+            self.rfile.readline()
+            if len(body) > MAX_CHUNKED_BODY_BYTES:
+                break  # the Connect codec answers "too large"
+        headers = dict(self.headers)
+        headers.pop("Transfer-Encoding", None)
+        headers["Content-Length"] = str(len(body))
+        return headers, bytes(body)
+
+
+def start(host: str, port: int, table_name: str):
+    """Start the embedded DynamoDB and the app server; returns (server, dynamodb)."""
+    import boto3
+
+    dynamodb = EmbeddedDynamoDB().start()
+    for name, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
+    os.environ["RESERVATION_TABLE"] = table_name
+    create_table(boto3.client("dynamodb"), table_name)
+
+    import app as chalice_app
+    from chalicelib.runtime import default_api
+
+    default_api.cache_clear()
+    config = Config.create(chalice_stage="dev", app_name=chalice_app.app.app_name, lambda_timeout=30)
+    server = create_local_server(chalice_app.app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(
+        ChunkedBodyRequestHandler, app_object=chalice_app.app, config=config)
+    return server, dynamodb
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="HTTP port of the Connect API (default $PORT or 8000)")
+    parser.add_argument("--table", default="my-reservation-local", help="name of the embedded table")
+    options = parser.parse_args(argv)
+    server, _ = start(options.host, options.port, options.table)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"my-reservation: Connect API on http://{options.host}:{server.server.server_port} "
+          f"(embedded DynamoDB, table {options.table}); Ctrl-C stops it", flush=True)
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+import json
+import pathlib
+
+import boto3
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+from devserver.dynamodb import FAKE_CREDENTIALS, create_table
+from tests.helpers import PATH, RESPONSE_TYPES, ConnectAnswer, encode
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# chalice.test.Client applies the dev stage's environment from .chalice/config.json
+TABLE = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]["environment_variables"][
+    "RESERVATION_TABLE"]
+
+
+@pytest.fixture
+def dynamodb(monkeypatch):
+    """An in-process moto DynamoDB with the table of infra/, and the app pointed at it."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    monkeypatch.setenv("RESERVATION_TABLE", TABLE)
+    from chalicelib.runtime import default_api
+
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_table(client, TABLE)
+        default_api.cache_clear()
+        yield client
+        default_api.cache_clear()
+
+
+def scan_all(client, table=TABLE) -> list:
+    items, start = [], {}
+    while True:
+        page = client.scan(TableName=table, ConsistentRead=True, **start)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+class AppCaller:
+    """Calls the Chalice app in process, as chalice.test.Client does for `chalice local`."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def raw(self, method: str, body: bytes, headers: dict):
+        answer = self.client.http.post(PATH + method, headers=headers, body=body)
+        return answer.status_code, answer.headers, answer.body
+
+    def __call__(self, method: str, request, codec: str = "proto", headers: dict = None) -> ConnectAnswer:
+        sent = {"content-type": f"application/{codec}", **(headers or {})}
+        status, answer_headers, body = self.raw(method, encode(request, codec), sent)
+        return ConnectAnswer(status, answer_headers, body, RESPONSE_TYPES[method], codec)
+
+
+@pytest.fixture
+def call(dynamodb):
+    import app
+
+    with Client(app.app) as client:
+        yield AppCaller(client)
