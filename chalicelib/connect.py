@@ -91,7 +91,10 @@ def _decode(codec: str, payload: bytes, message_type):
         if codec == "proto":
             message.ParseFromString(payload)
         else:
-            json_format.Parse(payload.decode("utf-8") if payload else "{}", message)
+            document = json.loads(payload) if payload else {}
+            if not isinstance(document, dict):
+                raise json_format.ParseError("expected a JSON object")
+            json_format.ParseDict(document, message)
     except (DecodeError, json_format.ParseError, UnicodeDecodeError, RecursionError, ValueError) as error:
         problem = "not valid protobuf" if codec == "proto" else f"not valid JSON for {message_type.DESCRIPTOR.full_name}"
         detail = f" ({error})" if codec == "json" else ""

@@ -20,9 +20,9 @@ from .store import OutcomeUnknown, RequestIdTaken, StaleWrite, StorageUnavailabl
 MAX_ID_LENGTH = 128
 MAX_NOTE_LENGTH = 4096
 REQUEST_ID_TTL_SECONDS = 24 * 3600
-WRITE_ATTEMPTS = 8
-BACKOFF_BASE_SECONDS = 0.005
-BACKOFF_CAP_SECONDS = 0.2
+WRITE_ATTEMPTS = 16
+BACKOFF_BASE_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.25
 EPOCH = datetime.datetime(1970, 1, 1)
 
 log = logging.getLogger(__name__)

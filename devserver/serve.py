@@ -70,10 +70,11 @@ def main(argv=None) -> None:
                         help="HTTP port of the Connect API (default $PORT or 8000)")
     parser.add_argument("--table", default="my-reservation-local", help="name of the embedded table")
     options = parser.parse_args(argv)
-    server, _ = start(options.host, options.port, options.table)
+    server, dynamodb = start(options.host, options.port, options.table)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"my-reservation: Connect API on http://{options.host}:{server.server.server_port} "
-          f"(embedded DynamoDB, table {options.table}); Ctrl-C stops it", flush=True)
+    print(f"my-reservation: Connect API on http://{options.host}:{server.server.server_port}", flush=True)
+    print(f"my-reservation: embedded DynamoDB on {dynamodb.endpoint_url}, table {options.table}", flush=True)
+    print("my-reservation: Ctrl-C stops it; the data goes with it", flush=True)
     try:
         server.server.serve_forever()
     except KeyboardInterrupt:

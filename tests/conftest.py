@@ -64,3 +64,39 @@ def call(dynamodb):
 
     with Client(app.app) as client:
         yield AppCaller(client)
+
+
+class LocalServer:
+    """`make serve` in a child process: the Connect API and the embedded DynamoDB on free ports."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devserver.serve", "--port", "0"], cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self._announced("Connect API on ")
+        self.dynamodb_url = self._announced("embedded DynamoDB on ").split(",")[0]
+        self.table = "my-reservation-local"
+
+    def _announced(self, marker: str) -> str:
+        for line in self.process.stdout:
+            if marker in line:
+                return line.split(marker, 1)[1].strip()
+        raise RuntimeError("the local server stopped before announcing " + marker)
+
+    def dynamodb(self):
+        return boto3.client("dynamodb", endpoint_url=self.dynamodb_url, region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_server():
+    server = LocalServer()
+    yield server
+    server.stop()
