@@ -9,10 +9,13 @@ from typing import Callable, Iterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .errors import Code, ServiceError, invalid
+from .errors import ServiceError, invalid
 from .gen import reservation_pb2 as pb
 from .model import MAX_SECONDS, MIN_SECONDS, NANOS_PER_SECOND, Reservation, Status
+from .query import QuerySpec
 from .service import Conflict, ReservationService
+
+NEXT_PAGE_TOKEN_TRAILER = "next-page-token"
 
 
 def instant_from(field: str, stamp: Timestamp) -> int:
@@ -88,8 +91,35 @@ class ReservationApi:
     def get(self, request: pb.GetRequest) -> pb.GetResponse:
         return pb.GetResponse(reservation=reservation_to_proto(self.service.get(request.id)))
 
-    def query(self, request: pb.QueryRequest) -> Iterator[pb.Reservation]:
-        raise ServiceError(Code.UNIMPLEMENTED, "Query is not available yet")
+    def query(self, request: pb.QueryRequest) -> "Stream":
+        page = self._page(request, "")
+        trailers = {NEXT_PAGE_TOKEN_TRAILER: page.next_page_token} if page.next_page_token else {}
+        return Stream([reservation_to_proto(r) for r in page.reservations], trailers)
+
+    def filter(self, request: pb.FilterRequest) -> pb.FilterResponse:
+        page = self._page(request.query, "query.")
+        return pb.FilterResponse(reservations=[reservation_to_proto(r) for r in page.reservations],
+                                 next_page_token=page.next_page_token)
+
+    def _page(self, request: pb.QueryRequest, prefix: str):
+        spec = QuerySpec(
+            user_id=request.user_id, resource_id=request.resource_id,
+            status=status_from(f"{prefix}status", request.status),
+            start_ns=instant_from(f"{prefix}start", request.start) if request.HasField("start") else None,
+            end_ns=instant_from(f"{prefix}end", request.end) if request.HasField("end") else None,
+            page_size=request.page_size, page_token=request.page_token, descending=request.desc)
+        return self.service.query(spec)
+
+
+@dataclasses.dataclass
+class Stream:
+    """The messages of a server stream and the trailers that end it."""
+
+    messages: list
+    trailers: dict
+
+    def __iter__(self) -> Iterator:
+        return iter(self.messages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,5 +138,6 @@ METHODS = {method.name: method for method in (
     Method("cancel", pb.CancelRequest, pb.CancelResponse, False, ReservationApi.cancel),
     Method("get", pb.GetRequest, pb.GetResponse, False, ReservationApi.get),
     Method("Query", pb.QueryRequest, pb.Reservation, True, ReservationApi.query),
+    Method("filter", pb.FilterRequest, pb.FilterResponse, False, ReservationApi.filter),
 )}
 SERVICE_NAME = "reservation.ReservationService"

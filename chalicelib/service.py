@@ -14,6 +14,7 @@ from typing import Optional
 
 from .errors import Code, ServiceError, invalid, not_found
 from .model import MAX_NS, MIN_NS, NANOS_PER_SECOND, Claim, Reservation, Status
+from .query import Page, QuerySpec, run_query
 from .slots import MAX_DURATION_NS, slots_touched
 from .store import OutcomeUnknown, RequestIdTaken, StaleWrite, StorageUnavailable, Versioned
 
@@ -113,29 +114,31 @@ class ReservationService:
         slots = slots_touched(wanted.start_ns, wanted.end_ns)
 
         for attempt in range(WRITE_ATTEMPTS):
-            snapshots, remembered = self._read_slots(wanted.resource_id, slots, request_id)
-            if remembered is not None:
-                return self._replay(remembered, fingerprint, request_id)
-            if any(claim.reservation_id == wanted.id for slot in snapshots for claim in slot.claims):
+            read = self._storage(self.store.read_for_reserve, wanted.resource_id, slots, wanted.user_id,
+                                 request_id or None)
+            if read.remembered is not None:
+                return self._replay(read.remembered, fingerprint, request_id)
+            claims = [claim for slot in read.slots for claim in slot.claims]
+            if any(claim.reservation_id == wanted.id for claim in claims):
                 return wanted  # an earlier attempt whose answer was lost did commit
-            claims = [claim for slot in snapshots for claim in slot.claims]
             conflicts = find_conflicts(claims, wanted.start_ns, wanted.end_ns, wanted.id)
             if conflicts:
                 raise Conflict(wanted.resource_id, Claim("", wanted.start_ns, wanted.end_ns), conflicts)
+            if attempt == WRITE_ATTEMPTS - 1:
+                break
             request = (request_id, fingerprint, int(time.time()) + REQUEST_ID_TTL_SECONDS) if request_id else None
             try:
-                self.store.insert(wanted, snapshots, request)
+                self.store.insert(wanted, read, request)
                 return wanted
             except (StaleWrite, OutcomeUnknown, RequestIdTaken):
                 _backoff(attempt)
-        snapshots, remembered = self._read_slots(wanted.resource_id, slots, request_id)
-        if any(claim.reservation_id == wanted.id for slot in snapshots for claim in slot.claims):
-            return wanted
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {wanted.resource_id}; retry")
 
-    def _read_slots(self, resource_id: str, slots: range, request_id: str):
+    @staticmethod
+    def _storage(read, *arguments):
+        """Storage reads; their failure becomes UNAVAILABLE for the caller."""
         try:
-            return self.store.read_slots(resource_id, slots, request_id or None)
+            return read(*arguments)
         except StorageUnavailable as error:
             raise _unavailable() from error
 
@@ -145,6 +148,12 @@ class ReservationService:
             raise ServiceError(Code.ALREADY_EXISTS,
                                f"request_id {request_id} was already used for a different reservation")
         return remembered.reservation
+
+    def query(self, spec: QuerySpec) -> Page:
+        """One page of the reservations matching every filter given (see chalicelib.query)."""
+        _check_text("user_id", spec.user_id, MAX_ID_LENGTH, required=False)
+        _check_text("resource_id", spec.resource_id, MAX_ID_LENGTH, required=False)
+        return self._storage(run_query, self.store, spec)
 
     def get(self, reservation_id: str) -> Reservation:
         return self._load(reservation_id).reservation
@@ -193,10 +202,7 @@ class ReservationService:
 
     def _load(self, reservation_id: str) -> Versioned:
         check_reservation_id(reservation_id)
-        try:
-            found = self.store.get(reservation_id)
-        except StorageUnavailable as error:
-            raise _unavailable() from error
+        found = self._storage(self.store.get, reservation_id)
         if found is None:
             raise not_found(reservation_id)
         return found

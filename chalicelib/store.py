@@ -5,9 +5,10 @@ One table (name in RESERVATION_TABLE), keys `pk`/`sk`, three kinds of item:
     reservation   pk=RSV#<id>          sk=RSV        the reservation, `rev` bumped on every change
     slot          pk=RES#<resource>    sk=SLOT#<n>   `claims`: {reservation id: [start_ns, end_ns]}, `ver`
     request id    pk=REQ#<request id>  sk=REQ        what a reserve with that request id made, `expires_at`
+    user          pk=USR#<user>        sk=USR        `longest`: the longest reservation the user ever made (ns)
 
 Reservation items also carry `start_key` (start, zero-padded, then id) for the
-by-resource and by-user indexes. The store decides nothing: it reads
+by_resource and by_user indexes. The store decides nothing: it reads
 snapshots and writes them back only if nobody changed them in between
 (conditions on `ver`/`rev`), raising StaleWrite when somebody did.
 """
@@ -21,7 +22,10 @@ from .slots import slots_touched
 
 RESERVATION_SK = "RSV"
 REQUEST_SK = "REQ"
+USER_SK = "USR"
 BATCH_GET_LIMIT = 100
+BY_RESOURCE = ("by_resource", "resource_id")
+BY_USER = ("by_user", "user_id")
 
 
 class StaleWrite(Exception):
@@ -62,6 +66,15 @@ class RememberedRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReserveSnapshot:
+    """What reserve reads before it writes, in one round trip."""
+
+    slots: list  # of SlotSnapshot
+    remembered: Optional[RememberedRequest]
+    user_longest_ns: int  # 0: the user has no reservation yet
+
+
+@dataclasses.dataclass(frozen=True)
 class Versioned:
     reservation: Reservation
     rev: int
@@ -69,7 +82,12 @@ class Versioned:
 
 def start_key(start_ns: int, reservation_id: str) -> str:
     """Sort key of the indexes: lexical order = start order, ties by id."""
-    return f"{start_ns - MIN_NS:021d}#{reservation_id}"
+    return f"{start_key_bound(start_ns)}#{reservation_id}"
+
+
+def start_key_bound(instant_ns: int) -> str:
+    """Sorts after every start_key of an earlier start and before every one starting at `instant_ns` or later."""
+    return f"{instant_ns - MIN_NS:021d}"
 
 
 def _reservation_key(reservation_id: str) -> dict:
@@ -82,6 +100,14 @@ def _slot_key(resource_id: str, index: int) -> dict:
 
 def _request_key(request_id: str) -> dict:
     return {"pk": {"S": f"REQ#{request_id}"}, "sk": {"S": REQUEST_SK}}
+
+
+def _user_key(user_id: str) -> dict:
+    return {"pk": {"S": f"USR#{user_id}"}, "sk": {"S": USER_SK}}
+
+
+def _pair(key: dict) -> tuple:
+    return key["pk"]["S"], key["sk"]["S"]
 
 
 def _reservation_attributes(reservation: Reservation) -> dict:
@@ -167,29 +193,80 @@ class DynamoStore:
 
     # ---- reads -------------------------------------------------------------
 
-    def read_slots(self, resource_id: str, indexes: range,
-                   request_id: Optional[str] = None) -> tuple:
-        """Slot snapshots (and the remembered request, if asked) in one strongly consistent batch."""
-        keys = [_slot_key(resource_id, index) for index in indexes]
+    def read_for_reserve(self, resource_id: str, indexes: range, user_id: str,
+                         request_id: Optional[str]) -> ReserveSnapshot:
+        """Slot snapshots, the user's longest reservation and the remembered request: one consistent batch."""
+        keys = [_slot_key(resource_id, index) for index in indexes] + [_user_key(user_id)]
         if request_id:
             keys.append(_request_key(request_id))
         items = self._batch_get(keys)
-        slots = [_slot_from(index, items.get(("RES#" + resource_id, f"SLOT#{index}"))) for index in indexes]
+        slots = [_slot_from(index, items.get(_pair(_slot_key(resource_id, index)))) for index in indexes]
+        user = items.get(_pair(_user_key(user_id)))
         remembered = None
         if request_id:
-            item = items.get((f"REQ#{request_id}", REQUEST_SK))
+            item = items.get(_pair(_request_key(request_id)))
             if item is not None and int(item["expires_at"]["N"]) > time.time():
                 remembered = RememberedRequest(item["fingerprint"]["S"], _reservation_from(item["reservation"]["M"]),
                                                int(item["expires_at"]["N"]))
-        return slots, remembered
+        return ReserveSnapshot(slots, remembered, int(user["longest"]["N"]) if user else 0)
 
-    def get(self, reservation_id: str) -> Optional[Versioned]:
+    def read_slot(self, resource_id: str, index: int) -> SlotSnapshot:
+        return _slot_from(index, self._get(_slot_key(resource_id, index)))
+
+    def longest_reservation(self, user_id: str) -> int:
+        """Longest reservation the user ever made, in ns (0 if none): bounds how far back a user query looks."""
+        item = self._get(_user_key(user_id))
+        return int(item["longest"]["N"]) if item else 0
+
+    def in_index(self, index: tuple, partition: str, low_key: str, high_key: str,
+                 descending: bool, chunk: int):
+        """Reservations of one index partition with low_key <= start_key <= high_key, in index order.
+
+        Read lazily, `chunk` items per round trip, so a caller that stops early
+        reads little more than it used.
+        """
+        index_name, partition_attribute = index
+        arguments = {
+            "TableName": self.table_name, "IndexName": index_name, "Limit": chunk,
+            "KeyConditionExpression": "#partition = :partition AND start_key BETWEEN :low AND :high",
+            "ExpressionAttributeNames": {"#partition": partition_attribute},
+            "ExpressionAttributeValues": {":partition": {"S": partition}, ":low": {"S": low_key},
+                                          ":high": {"S": high_key}},
+            "ScanIndexForward": not descending,
+        }
+        while True:
+            answer = self._read(self.client.query, arguments)
+            for item in answer["Items"]:
+                yield _reservation_from(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def all_reservations(self):
+        """Every reservation, in no order: a full table scan."""
+        arguments = {"TableName": self.table_name, "FilterExpression": "sk = :sk",
+                     "ExpressionAttributeValues": {":sk": {"S": RESERVATION_SK}}}
+        while True:
+            answer = self._read(self.client.scan, arguments)
+            for item in answer["Items"]:
+                yield _reservation_from(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    @staticmethod
+    def _read(operation, arguments: dict) -> dict:
         try:
-            answer = self.client.get_item(TableName=self.table_name, Key=_reservation_key(reservation_id),
-                                          ConsistentRead=True)
+            return operation(**arguments)
         except Exception as error:  # botocore errors after its own retries
             raise StorageUnavailable() from error
-        item = answer.get("Item")
+
+    def _get(self, key: dict) -> Optional[dict]:
+        return self._read(self.client.get_item, {"TableName": self.table_name, "Key": key,
+                                                 "ConsistentRead": True}).get("Item")
+
+    def get(self, reservation_id: str) -> Optional[Versioned]:
+        item = self._get(_reservation_key(reservation_id))
         if item is None:
             return None
         return Versioned(_reservation_from(item), int(item["rev"]["N"]))
@@ -199,10 +276,7 @@ class DynamoStore:
         for first in range(0, len(keys), BATCH_GET_LIMIT):
             pending = {self.table_name: {"Keys": keys[first:first + BATCH_GET_LIMIT], "ConsistentRead": True}}
             for attempt in range(10):
-                try:
-                    answer = self.client.batch_get_item(RequestItems=pending)
-                except Exception as error:
-                    raise StorageUnavailable() from error
+                answer = self._read(self.client.batch_get_item, {"RequestItems": pending})
                 for item in answer["Responses"].get(self.table_name, []):
                     found[(item["pk"]["S"], item["sk"]["S"])] = item
                 pending = answer.get("UnprocessedKeys") or {}
@@ -215,11 +289,18 @@ class DynamoStore:
 
     # ---- writes ------------------------------------------------------------
 
-    def insert(self, reservation: Reservation, slots: list, request: Optional[tuple] = None) -> None:
+    def insert(self, reservation: Reservation, read: ReserveSnapshot, request: Optional[tuple] = None) -> None:
         """Write the reservation and its claims; `request` = (request_id, fingerprint, expires_at)."""
         actions = [{"Put": {"Item": _reservation_item(reservation, 1),
                             "ConditionExpression": "attribute_not_exists(pk)"}}]
-        actions += [_claim_write(reservation.resource_id, slot, reservation.claim) for slot in slots]
+        actions += [_claim_write(reservation.resource_id, slot, reservation.claim) for slot in read.slots]
+        duration = reservation.end_ns - reservation.start_ns
+        if duration > read.user_longest_ns:
+            actions.append({"Update": {
+                "Key": _user_key(reservation.user_id), "UpdateExpression": "SET longest = :duration",
+                "ConditionExpression": "attribute_not_exists(longest) OR longest < :duration",
+                "ExpressionAttributeValues": {":duration": {"N": str(duration)}},
+            }})
         if request is not None:
             request_id, fingerprint, expires_at = request
             actions.append({"Put": {
@@ -283,3 +364,24 @@ def client_from_environment():
 
 def store_from_environment() -> DynamoStore:
     return DynamoStore(os.environ["RESERVATION_TABLE"], client_from_environment())
+
+
+def bulk_items(reservations: list) -> list:
+    """Every item that a set of reservations made one by one would leave in the table.
+
+    For loading an empty table fast (tests, benchmarks, imports): nothing here
+    checks for overlaps, so the caller must pass reservations that do not
+    overlap per resource. Normal traffic goes through the transactions above.
+    """
+    items, slots, longest = [], {}, {}
+    for reservation in reservations:
+        items.append(_reservation_item(reservation, 1))
+        for index in slots_touched(reservation.start_ns, reservation.end_ns):
+            slots.setdefault((reservation.resource_id, index), {})[reservation.id] = _claim_value(reservation.claim)
+        duration = reservation.end_ns - reservation.start_ns
+        longest[reservation.user_id] = max(duration, longest.get(reservation.user_id, 0))
+    for (resource_id, index), claims in slots.items():
+        items.append({**_slot_key(resource_id, index), "ver": {"N": "1"}, "claims": {"M": claims}})
+    for user_id, duration in longest.items():
+        items.append({**_user_key(user_id), "longest": {"N": str(duration)}})
+    return items

@@ -5,10 +5,12 @@ rollback is not thread-safe (concurrent failing transactions were seen to
 lose other acknowledged writes). AWS applies each DynamoDB call atomically,
 so the server here applies one request at a time.
 """
+import decimal
 import json
 import pathlib
 import threading
 
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -19,6 +21,25 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def _speed_up_moto() -> None:
+    """moto compares key values through DynamoType.cast_value, which tries every
+    type in turn; a Query re-sorts the whole table that way. The same answers for
+    strings and numbers first make a Query many times cheaper (tests page 2,500 items)."""
+    general = DynamoType.cast_value.fget
+
+    def cast_value(self):
+        if self.type == "S":
+            return self.value
+        if self.type == "N":
+            return decimal.Decimal(self.value)
+        return general(self)
+
+    DynamoType.cast_value = property(cast_value)
+
+
+_speed_up_moto()
 
 
 class OneAtATime:

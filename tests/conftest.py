@@ -1,3 +1,4 @@
+import contextlib
 import json
 import pathlib
 
@@ -15,21 +16,30 @@ TABLE = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["d
     "RESERVATION_TABLE"]
 
 
-@pytest.fixture
-def dynamodb(monkeypatch):
+@contextlib.contextmanager
+def moto_table():
     """An in-process moto DynamoDB with the table of infra/, and the app pointed at it."""
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    monkeypatch.setenv("RESERVATION_TABLE", TABLE)
     from chalicelib.runtime import default_api
 
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_table(client, TABLE)
-        default_api.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_CREDENTIALS.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+        patch.setenv("RESERVATION_TABLE", TABLE)
+        with mock_aws():
+            client = boto3.client("dynamodb")
+            create_table(client, TABLE)
+            default_api.cache_clear()
+            try:
+                yield client
+            finally:
+                default_api.cache_clear()
+
+
+@pytest.fixture
+def dynamodb():
+    with moto_table() as client:
         yield client
-        default_api.cache_clear()
 
 
 def scan_all(client, table=TABLE) -> list:

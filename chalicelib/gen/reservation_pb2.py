@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11reservation.proto\x12\x0breservation\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x01\n\x0bReservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x07 \x01(\t\"S\n\x0eReserveRequest\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x0fReserveResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x1c\n\x0e\x43onfirmRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x0f\x43onfirmResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"g\n\rUpdateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12\x11\n\x04note\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_note\"?\n\x0eUpdateResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x0e\x43\x61ncelResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x0bGetResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\xb8\x01\n\x0cQueryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x11ReservationWindow\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x13ReservationConflict\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x31\n\trequested\x18\x02 \x01(\x0b\x32\x1e.reservation.ReservationWindow\x12\x31\n\tconflicts\x18\x03 \x03(\x0b\x32\x1e.reservation.ReservationWindow*I\n\x11ReservationStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\r\n\tCONFIRMED\x10\x02\x12\x0b\n\x07\x42LOCKED\x10\x03\x32\xa0\x03\n\x12ReservationService\x12\x44\n\x07reserve\x12\x1b.reservation.ReserveRequest\x1a\x1c.reservation.ReserveResponse\x12\x44\n\x07\x63onfirm\x12\x1b.reservation.ConfirmRequest\x1a\x1c.reservation.ConfirmResponse\x12\x41\n\x06update\x12\x1a.reservation.UpdateRequest\x1a\x1b.reservation.UpdateResponse\x12\x41\n\x06\x63\x61ncel\x12\x1a.reservation.CancelRequest\x1a\x1b.reservation.CancelResponse\x12\x38\n\x03get\x12\x17.reservation.GetRequest\x1a\x18.reservation.GetResponse\x12>\n\x05Query\x12\x19.reservation.QueryRequest\x1a\x18.reservation.Reservation0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11reservation.proto\x12\x0breservation\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x01\n\x0bReservation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12\x13\n\x0bresource_id\x18\x04 \x01(\t\x12)\n\x05start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x07 \x01(\t\"S\n\x0eReserveRequest\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x0fReserveResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x1c\n\x0e\x43onfirmRequest\x12\n\n\x02id\x18\x01 \x01(\t\"@\n\x0f\x43onfirmResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"g\n\rUpdateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12\x11\n\x04note\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_note\"?\n\x0eUpdateResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x1b\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x0e\x43\x61ncelResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\x18\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x0bGetResponse\x12-\n\x0breservation\x18\x01 \x01(\x0b\x32\x18.reservation.Reservation\"\xed\x01\n\x0cQueryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12.\n\x06status\x18\x03 \x01(\x0e\x32\x1e.reservation.ReservationStatus\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x0c\n\x04\x64\x65sc\x18\x08 \x01(\x08\"9\n\rFilterRequest\x12(\n\x05query\x18\x01 \x01(\x0b\x32\x19.reservation.QueryRequest\"Y\n\x0e\x46ilterResponse\x12.\n\x0creservations\x18\x01 \x03(\x0b\x32\x18.reservation.Reservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x11ReservationWindow\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x01\n\x13ReservationConflict\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x31\n\trequested\x18\x02 \x01(\x0b\x32\x1e.reservation.ReservationWindow\x12\x31\n\tconflicts\x18\x03 \x03(\x0b\x32\x1e.reservation.ReservationWindow*I\n\x11ReservationStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\r\n\tCONFIRMED\x10\x02\x12\x0b\n\x07\x42LOCKED\x10\x03\x32\xe3\x03\n\x12ReservationService\x12\x44\n\x07reserve\x12\x1b.reservation.ReserveRequest\x1a\x1c.reservation.ReserveResponse\x12\x44\n\x07\x63onfirm\x12\x1b.reservation.ConfirmRequest\x1a\x1c.reservation.ConfirmResponse\x12\x41\n\x06update\x12\x1a.reservation.UpdateRequest\x1a\x1b.reservation.UpdateResponse\x12\x41\n\x06\x63\x61ncel\x12\x1a.reservation.CancelRequest\x1a\x1b.reservation.CancelResponse\x12\x38\n\x03get\x12\x17.reservation.GetRequest\x1a\x18.reservation.GetResponse\x12>\n\x05Query\x12\x19.reservation.QueryRequest\x1a\x18.reservation.Reservation0\x01\x12\x41\n\x06\x66ilter\x12\x1a.reservation.FilterRequest\x1a\x1b.reservation.FilterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reservation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATUS']._serialized_start=1329
-  _globals['_RESERVATIONSTATUS']._serialized_end=1402
+  _globals['_RESERVATIONSTATUS']._serialized_start=1532
+  _globals['_RESERVATIONSTATUS']._serialized_end=1605
   _globals['_RESERVATION']._serialized_start=68
   _globals['_RESERVATION']._serialized_end=277
   _globals['_RESERVEREQUEST']._serialized_start=279
@@ -57,11 +57,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRESPONSE']._serialized_start=816
   _globals['_GETRESPONSE']._serialized_end=876
   _globals['_QUERYREQUEST']._serialized_start=879
-  _globals['_QUERYREQUEST']._serialized_end=1063
-  _globals['_RESERVATIONWINDOW']._serialized_start=1065
-  _globals['_RESERVATIONWINDOW']._serialized_end=1180
-  _globals['_RESERVATIONCONFLICT']._serialized_start=1183
-  _globals['_RESERVATIONCONFLICT']._serialized_end=1327
-  _globals['_RESERVATIONSERVICE']._serialized_start=1405
-  _globals['_RESERVATIONSERVICE']._serialized_end=1821
+  _globals['_QUERYREQUEST']._serialized_end=1116
+  _globals['_FILTERREQUEST']._serialized_start=1118
+  _globals['_FILTERREQUEST']._serialized_end=1175
+  _globals['_FILTERRESPONSE']._serialized_start=1177
+  _globals['_FILTERRESPONSE']._serialized_end=1266
+  _globals['_RESERVATIONWINDOW']._serialized_start=1268
+  _globals['_RESERVATIONWINDOW']._serialized_end=1383
+  _globals['_RESERVATIONCONFLICT']._serialized_start=1386
+  _globals['_RESERVATIONCONFLICT']._serialized_end=1530
+  _globals['_RESERVATIONSERVICE']._serialized_start=1608
+  _globals['_RESERVATIONSERVICE']._serialized_end=2091
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,9 @@ class ReservationService(Protocol):
     def query(self, request: reservation__pb2.QueryRequest, ctx: RequestContext) -> AsyncIterator[reservation__pb2.Reservation]:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
+    async def filter(self, request: reservation__pb2.FilterRequest, ctx: RequestContext) -> reservation__pb2.FilterResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
 
 class ReservationServiceASGIApplication(ConnectASGIApplication[ReservationService]):
     def __init__(self, service: ReservationService | AsyncGenerator[ReservationService], *, interceptors: Iterable[Interceptor]=(), read_max_bytes: int | None = None, compressions: Iterable[Compression] | None = None) -> None:
@@ -100,6 +103,16 @@ class ReservationServiceASGIApplication(ConnectASGIApplication[ReservationServic
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                     ),
                     function=svc.query,
+                ),
+                "/reservation.ReservationService/filter": Endpoint.unary(
+                    method=MethodInfo(
+                        name="filter",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.FilterRequest,
+                        output=reservation__pb2.FilterResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.filter,
                 ),
             },
             interceptors=interceptors,
@@ -234,6 +247,26 @@ class ReservationServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
         )
 
+    async def filter(
+        self,
+        request: reservation__pb2.FilterRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.FilterResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="filter",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.FilterRequest,
+                output=reservation__pb2.FilterResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
 
 class ReservationServiceSync(Protocol):
     def reserve(self, request: reservation__pb2.ReserveRequest, ctx: RequestContext) -> reservation__pb2.ReserveResponse:
@@ -247,6 +280,8 @@ class ReservationServiceSync(Protocol):
     def get(self, request: reservation__pb2.GetRequest, ctx: RequestContext) -> reservation__pb2.GetResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
     def query(self, request: reservation__pb2.QueryRequest, ctx: RequestContext) -> Iterator[reservation__pb2.Reservation]:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def filter(self, request: reservation__pb2.FilterRequest, ctx: RequestContext) -> reservation__pb2.FilterResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
 
@@ -313,6 +348,16 @@ class ReservationServiceWSGIApplication(ConnectWSGIApplication):
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                     ),
                     function=service.query,
+                ),
+                "/reservation.ReservationService/filter": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="filter",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.FilterRequest,
+                        output=reservation__pb2.FilterResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.filter,
                 ),
             },
             interceptors=interceptors,
@@ -441,6 +486,26 @@ class ReservationServiceClientSync(ConnectClientSync):
                 service_name="reservation.ReservationService",
                 input=reservation__pb2.QueryRequest,
                 output=reservation__pb2.Reservation,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def filter(
+        self,
+        request: reservation__pb2.FilterRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.FilterResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="filter",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.FilterRequest,
+                output=reservation__pb2.FilterResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
             ),
             headers=headers,

@@ -64,6 +64,11 @@ class ReservationServiceStub:
                 request_serializer=reservation__pb2.QueryRequest.SerializeToString,
                 response_deserializer=reservation__pb2.Reservation.FromString,
                 _registered_method=True)
+        self.filter = channel.unary_unary(
+                '/reservation.ReservationService/filter',
+                request_serializer=reservation__pb2.FilterRequest.SerializeToString,
+                response_deserializer=reservation__pb2.FilterResponse.FromString,
+                _registered_method=True)
 
 
 class ReservationServiceServicer:
@@ -100,7 +105,16 @@ class ReservationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Query(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The next page's token travels in the trailer "next-page-token" (Connect
+        end-of-stream metadata, gRPC trailing metadata); absent on the last page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def filter(self, request, context):
+        """added
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -137,6 +151,11 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=reservation__pb2.QueryRequest.FromString,
                     response_serializer=reservation__pb2.Reservation.SerializeToString,
+            ),
+            'filter': grpc.unary_unary_rpc_method_handler(
+                    servicer.filter,
+                    request_deserializer=reservation__pb2.FilterRequest.FromString,
+                    response_serializer=reservation__pb2.FilterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +320,33 @@ class ReservationService:
             '/reservation.ReservationService/Query',
             reservation__pb2.QueryRequest.SerializeToString,
             reservation__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def filter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/filter',
+            reservation__pb2.FilterRequest.SerializeToString,
+            reservation__pb2.FilterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,240 @@
+"""Query (server stream) and filter (unary): filters, order, pages and tokens."""
+import base64
+import concurrent.futures
+import json
+import struct
+
+import pytest
+from chalice.test import Client
+
+import app
+from chalicelib import query as query_module
+from chalicelib.gen import reservation_pb2 as pb
+from chalicelib.runtime import default_api
+from devserver import bulk
+from tests.conftest import TABLE, moto_table
+from tests.helpers import BASE_TIME, PATH, reservation, stamp
+
+HOUR = 60
+
+
+def make(call, **fields) -> pb.Reservation:
+    answer = call("reserve", pb.ReserveRequest(reservation=reservation(**fields)))
+    assert answer.status == 200, answer
+    return answer.message.reservation
+
+
+def stream(call, request: pb.QueryRequest, codec="proto", headers=None):
+    """Call Query over Connect streaming; returns (messages, end-of-stream JSON)."""
+    payload = request.SerializeToString() if codec == "proto" else \
+        json.dumps(json.loads(pb_json(request))).encode()
+    status, answer_headers, body = call.raw("Query", struct.pack(">BI", 0, len(payload)) + payload,
+                                            {"content-type": f"application/connect+{codec}", **(headers or {})})
+    assert status == 200 and answer_headers["Content-Type"] == f"application/connect+{codec}"
+    messages, end, offset = [], None, 0
+    while offset < len(body):
+        flags, length = struct.unpack_from(">BI", body, offset)
+        chunk = body[offset + 5:offset + 5 + length]
+        offset += 5 + length
+        if flags & 0x02:
+            end = json.loads(chunk)
+        elif codec == "proto":
+            messages.append(pb.Reservation.FromString(chunk))
+        else:
+            from google.protobuf import json_format
+            messages.append(json_format.Parse(chunk, pb.Reservation()))
+    assert end is not None and offset == len(body)
+    return messages, end
+
+
+def pb_json(message) -> str:
+    from google.protobuf import json_format
+    return json_format.MessageToJson(message)
+
+
+def ids(reservations) -> list:
+    return [r.id for r in reservations]
+
+
+@pytest.fixture
+def sample(call):
+    """Three rooms, two users, three statuses, a long reservation."""
+    return {
+        "a1": make(call, resource="room-a", user="ann", start=0, end=HOUR),
+        "a2": make(call, resource="room-a", user="bob", start=HOUR, end=2 * HOUR, status=pb.CONFIRMED),
+        "a3": make(call, resource="room-a", user="ann", start=3 * HOUR, end=4 * HOUR, status=pb.BLOCKED),
+        "b1": make(call, resource="room-b", user="bob", start=30, end=90),
+        "b2": make(call, resource="room-c", user="ann", start=-10 * 24 * HOUR, end=10 * 24 * HOUR),
+    }
+
+
+def query(call, **fields):
+    messages, end = stream(call, pb.QueryRequest(**fields))
+    assert "error" not in end, end
+    return messages
+
+
+@pytest.mark.parametrize("fields,expected", [
+    (dict(resource_id="room-a"), ["a1", "a2", "a3"]),
+    (dict(user_id="ann"), ["b2", "a1", "a3"]),
+    (dict(status=pb.CONFIRMED), ["a2"]),
+    (dict(), ["b2", "a1", "b1", "a2", "a3"]),
+    (dict(resource_id="room-a", user_id="ann"), ["a1", "a3"]),
+    (dict(user_id="bob", status=pb.CONFIRMED), ["a2"]),
+    (dict(resource_id="room-b", status=pb.PENDING), ["b1"]),
+    (dict(resource_id="room-a", start=stamp(HOUR), end=stamp(3 * HOUR)), ["a2"]),  # touching both sides
+    (dict(resource_id="room-a", start=stamp(HOUR - 1), end=stamp(3 * HOUR + 1)), ["a1", "a2", "a3"]),
+    (dict(resource_id="room-c", start=stamp(5 * 24 * HOUR)), ["b2"]),  # covered by the long one
+    (dict(user_id="ann", start=stamp(2 * HOUR)), ["b2", "a3"]),
+    (dict(user_id="ann", end=stamp(0)), ["b2"]),
+    (dict(start=stamp(60), end=stamp(61)), ["b2", "b1", "a2"]),
+    (dict(resource_id="room-a", start=stamp(4 * HOUR)), []),
+    (dict(resource_id="nobody"), []),
+])
+def test_filters_alone_and_combined(call, sample, fields, expected):
+    assert ids(query(call, **fields)) == [sample[name].id for name in expected]
+
+
+def test_descending_order(call, sample):
+    assert ids(query(call, resource_id="room-a", desc=True)) == ids([sample["a3"], sample["a2"], sample["a1"]])
+
+
+def test_ties_on_start_are_ordered_by_id(call):
+    made = [make(call, resource=f"r{n}", start=0, end=10) for n in range(6)]
+    assert ids(query(call, start=stamp(0), end=stamp(1))) == sorted(ids(made))
+
+
+def test_json_stream_and_filter_rpc_with_plain_json(call, sample):
+    messages, end = stream(call, pb.QueryRequest(resource_id="room-a", page_size=2), codec="json")
+    assert ids(messages) == ids([sample["a1"], sample["a2"]])
+    token = end["metadata"]["next-page-token"][0]
+    body = json.dumps({"query": {"resourceId": "room-a", "pageSize": 2, "pageToken": token}}).encode()
+    status, _, answer = call.raw("filter", body, {"content-type": "application/json"})
+    assert status == 200
+    page = json.loads(answer)
+    assert [r["id"] for r in page["reservations"]] == [sample["a3"].id]
+    assert "nextPageToken" not in page
+
+
+def test_bad_queries_are_invalid_argument(call, sample):
+    for fields, field in [
+        (dict(start=stamp(10), end=stamp(10)), "end"),
+        (dict(start=stamp(10), end=stamp(5)), "end"),
+        (dict(page_size=-1), "page_size"),
+        (dict(status=8), "status"),
+        (dict(user_id="a\x07"), "user_id"),
+        (dict(page_token="garbage!"), "page_token"),
+    ]:
+        messages, end = stream(call, pb.QueryRequest(**fields))
+        assert messages == [] and end["error"]["code"] == "invalid_argument", (fields, end)
+        assert end["error"]["message"].startswith(field), end
+
+
+def test_tampered_and_foreign_tokens_are_refused(call, sample):
+    _, end = stream(call, pb.QueryRequest(resource_id="room-a", page_size=1))
+    token = end["metadata"]["next-page-token"][0]
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[-3] ^= 0x01
+    tampered = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+    for bad, problem in [(tampered, "not a token this service issued"), (token[:-4], ""),
+                         (token + "AAAA", "not a token this service issued")]:
+        _, end = stream(call, pb.QueryRequest(resource_id="room-a", page_size=1, page_token=bad))
+        assert end["error"]["code"] == "invalid_argument" and problem in end["error"]["message"]
+    for other in (dict(resource_id="room-b"), dict(resource_id="room-a", desc=True),
+                  dict(resource_id="room-a", status=pb.PENDING)):
+        _, end = stream(call, pb.QueryRequest(page_size=1, page_token=token, **other))
+        assert end["error"]["message"] == "page_token: belongs to a different query"
+
+
+def test_a_page_is_full_while_more_matches_exist(call):
+    """Most reservations fail the status filter: pages must still fill up."""
+    for n in range(40):
+        make(call, resource="mixed", start=n * 10, end=n * 10 + 10, status=pb.CONFIRMED if n % 8 == 0 else 0)
+    messages, end = stream(call, pb.QueryRequest(resource_id="mixed", status=pb.CONFIRMED, page_size=3))
+    assert len(messages) == 3 and "next-page-token" in end["metadata"]
+    rest, end = stream(call, pb.QueryRequest(resource_id="mixed", status=pb.CONFIRMED, page_size=3,
+                                             page_token=end["metadata"]["next-page-token"][0]))
+    assert len(rest) == 2 and end == {}
+
+
+def test_pages_stay_exact_while_reservations_change(call):
+    made = [make(call, resource="moving", start=n * 10, end=n * 10 + 5) for n in range(10)]
+    first, end = stream(call, pb.QueryRequest(resource_id="moving", page_size=4))
+    token = end["metadata"]["next-page-token"][0]
+    call("cancel", pb.CancelRequest(id=made[1].id))   # already seen
+    call("cancel", pb.CancelRequest(id=made[6].id))   # not yet seen
+    late = make(call, resource="moving", start=75, end=78)      # after the position
+    early = make(call, resource="moving", start=6, end=8)       # before it
+    seen = ids(first)
+    while token:
+        page, end = stream(call, pb.QueryRequest(resource_id="moving", page_size=4, page_token=token))
+        seen += ids(page)
+        token = end.get("metadata", {}).get("next-page-token", [""])[0]
+    expected = ids(made[:4]) + ids([made[4], made[5], made[7], late, made[8], made[9]])
+    assert seen == expected and early.id not in seen
+
+
+def loaded_table(count: int):
+    """`count` back-to-back reservations on resource "big" (bulk-loaded: moto copies the whole table
+    for every transaction and re-sorts it for every Query, so making them one by one would take minutes)."""
+    with moto_table() as dynamodb:
+        bulk.load(dynamodb, TABLE, bulk.back_to_back("big", count, int(BASE_TIME.timestamp()) * 10**9, 10**9, users=3))
+        yield
+
+
+@pytest.fixture
+def thousands():
+    yield from loaded_table(2500)
+
+
+@pytest.fixture
+def hundreds():
+    yield from loaded_table(250)
+
+
+def walk(page_size: int, via_http: bool):
+    """Every page of the query for resource "big"; returns [(start seconds, id)] and the page count."""
+    seen, token, pages = [], "", 0
+    client = Client(app.app)
+    while True:
+        request = pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=page_size, page_token=token))
+        if via_http:
+            http = client.http.post(PATH + "filter", headers={"content-type": "application/proto"},
+                                    body=request.SerializeToString())
+            answer = pb.FilterResponse.FromString(http.body)
+        else:
+            answer = default_api().filter(request)
+        assert len(answer.reservations) == page_size or not answer.next_page_token
+        seen += [(r.start.seconds, r.id) for r in answer.reservations]
+        pages += 1
+        token = answer.next_page_token
+        if not token:
+            return seen, pages
+
+
+def in_fresh_thread(function, *arguments):
+    """Run on a new thread's shallow stack. Under pytest's deep stack, moto's recursive serializer
+    straddles a CPython 3.11 frame-stack chunk and mmaps/munmaps 16 KiB per call: 20x slower."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *arguments).result()
+
+
+@pytest.mark.parametrize("page_size", [7, 1000])
+def test_paging_through_2500_matches(thousands, page_size):
+    seen, pages = in_fresh_thread(walk, page_size, True)
+    assert len(seen) == 2500 and len(set(seen)) == 2500 and seen == sorted(seen)
+    assert pages == -(-2500 // page_size)
+
+
+def test_paging_one_by_one(hundreds):
+    """Page size 1 on 250 matches: with moto every page re-sorts the table, so 2,500 would take minutes."""
+    seen, pages = in_fresh_thread(walk, 1, False)
+    assert len(seen) == 250 and len(set(seen)) == 250 and seen == sorted(seen)
+    assert pages == 250
+
+
+def test_default_and_largest_page_size(hundreds):
+    assert len(default_api().filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="big"))).reservations) == 100
+    biggest = default_api().filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=5000)))
+    assert len(biggest.reservations) == 250 and not biggest.next_page_token
+    assert query_module.page_size_of(5000) == query_module.MAX_PAGE_SIZE == 1000
