@@ -238,3 +238,20 @@ def test_default_and_largest_page_size(hundreds):
     biggest = default_api().filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=5000)))
     assert len(biggest.reservations) == 250 and not biggest.next_page_token
     assert query_module.page_size_of(5000) == query_module.MAX_PAGE_SIZE == 1000
+
+
+@pytest.mark.parametrize("filters", [dict(resource_id="big"), dict(user_id="user0")])
+def test_read_cost_follows_the_page_not_the_history(filters):
+    """A window over the latest 20 of 2,000 past reservations reads about 20 items, not 2,000."""
+    from bench.reads import CallCounter
+
+    with moto_table() as dynamodb:
+        start = int(BASE_TIME.timestamp()) * 10**9
+        hour = 3600 * 10**9
+        bulk.load(dynamodb, TABLE, bulk.back_to_back("big", 2000, start, hour))
+        window = pb.QueryRequest(start=stamp(1980 * 60 + 30), end=stamp(2000 * 60), page_size=100, **filters)
+        with CallCounter(default_api().service.store.client) as counter:
+            answer = default_api().filter(pb.FilterRequest(query=window))
+        assert len(answer.reservations) == 20
+        assert counter.items_read <= 1.5 * 20, counter.items_read
+        assert counter.round_trips == 2

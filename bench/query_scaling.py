@@ -1,0 +1,78 @@
+"""Query read cost against history size: a windowed page on a resource with 100 vs 100,000 reservations.
+
+Prints items read per item returned (read amplification: what DynamoDB bills)
+and the page latency against moto. moto scans its whole table for every Query,
+so its latency grows with the table where DynamoDB's does not: read the
+amplification as the cost figure, the latency as an upper bound of our own work.
+
+    python -m bench.query_scaling [--sizes 100 100000] [--repeats 5]
+"""
+import argparse
+import statistics
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chalicelib.gen import reservation_pb2 as pb
+from chalicelib.runtime import default_api
+from devserver import bulk
+from tests.conftest import TABLE, moto_table
+
+from .reads import CallCounter
+
+HOUR_NS = 3600 * 10**9
+START_NS = 1_700_000_000 * 10**9
+
+
+def window_query(history: int, matches: int):
+    """The `matches` latest 1-hour reservations of a resource that has `history` back to back."""
+    first = START_NS + (history - matches) * HOUR_NS
+    query = pb.QueryRequest(resource_id="room", start=Timestamp(seconds=first // 10**9 + 1800),
+                            end=Timestamp(seconds=(START_NS + history * HOUR_NS) // 10**9), page_size=matches)
+    return pb.FilterRequest(query=query)
+
+
+def measure(history: int, matches: int, repeats: int) -> dict:
+    with moto_table() as client:
+        bulk.load(client, TABLE, bulk.back_to_back("room", history, START_NS, HOUR_NS))
+        api = default_api()
+        request = window_query(history, matches)
+        latencies = []
+        with CallCounter(api.service.store.client) as counter:
+            for _ in range(repeats):
+                counter.reset()
+                began = time.perf_counter()
+                answer = api.filter(request)
+                latencies.append(time.perf_counter() - began)
+            returned = len(answer.reservations)
+            assert returned == matches, (returned, matches)
+            return {"history": history, "returned": returned, "items_read": counter.items_read,
+                    "round_trips": counter.round_trips, "amplification": counter.items_read / returned,
+                    "latency_ms": statistics.median(latencies) * 1000}
+
+
+def run(sizes=(100, 100_000), matches: int = 50, repeats: int = 5) -> list:
+    rows = [measure(size, matches, repeats) for size in sizes]
+    print(f"{'history':>9} {'returned':>8} {'items read':>10} {'round trips':>11} {'read ampl.':>10} "
+          f"{'page ms (moto)':>14}")
+    for row in rows:
+        print(f"{row['history']:>9} {row['returned']:>8} {row['items_read']:>10} {row['round_trips']:>11} "
+              f"{row['amplification']:>10.2f} {row['latency_ms']:>14.1f}")
+    first, last = rows[0], rows[-1]
+    print(f"ratio {last['history']} / {first['history']}: read amplification "
+          f"{last['amplification'] / first['amplification']:.2f}, moto page latency "
+          f"{last['latency_ms'] / first['latency_ms']:.1f} (moto scans its table per Query)")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 100_000], help="history sizes")
+    parser.add_argument("--matches", type=int, default=50, help="reservations in the window (page size)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per size")
+    options = parser.parse_args()
+    run(options.sizes, options.matches, options.repeats)
+
+
+if __name__ == "__main__":
+    main()
