@@ -2,8 +2,13 @@
 
 Every ReservationService method is served at
 POST /reservation.ReservationService/<method>; chalicelib.connect does the rest.
+With REQUIRE_IAM_AUTH=true (the prod stage's environment, which chalice also
+sets while it deploys or packages) API Gateway only lets SigV4-signed calls of
+principals allowed execute-api:Invoke through.
 """
-from chalice import Chalice, Response
+import os
+
+from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import CaseInsensitiveMapping
 
 from chalicelib import connect
@@ -27,7 +32,8 @@ def missing_accept_means_anything(event, get_response):
 
 
 @app.route("/" + SERVICE_NAME + "/{method}", methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
-           content_types=["*/*"])
+           content_types=["*/*"],
+           authorizer=IAMAuthorizer() if os.environ.get("REQUIRE_IAM_AUTH") == "true" else None)
 def connect_call(method):
     request = app.current_request
     answer = connect.handle(default_api(), method, request.method, request.headers, request.raw_body or b"")

@@ -1,4 +1,4 @@
-"""Embedded DynamoDB for the local run and the tests: a moto server in this process.
+"""Embedded DynamoDB for the local run and the tests: moto, with the table of infra/.
 
 moto applies requests from several threads at once, and its transaction
 rollback is not thread-safe (concurrent failing transactions were seen to
@@ -84,16 +84,18 @@ def table_properties() -> dict:
     return template["Resources"]["ReservationTable"]["Properties"]
 
 
-def create_table(client, table_name: str) -> None:
-    """Create the table of infra/table.json through the DynamoDB API (moto or DynamoDB Local)."""
-    properties = table_properties()
-    client.create_table(
-        TableName=table_name,
-        BillingMode=properties["BillingMode"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        KeySchema=properties["KeySchema"],
-        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
-        StreamSpecification={"StreamEnabled": True, **properties["StreamSpecification"]},
-    )
-    client.get_waiter("table_exists").wait(TableName=table_name)
-    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=properties["TimeToLiveSpecification"])
+def create_table(table_name: str, endpoint_url: str = None) -> None:
+    """Deploy infra/table.json as a CloudFormation stack (into moto), as production deploys it.
+
+    moto's CloudFormation leaves out the template's TimeToLiveSpecification,
+    so that one property is applied afterwards through the DynamoDB API.
+    """
+    import boto3
+
+    cloudformation = boto3.client("cloudformation", endpoint_url=endpoint_url)
+    cloudformation.create_stack(StackName=f"{table_name}-table", TemplateBody=TABLE_TEMPLATE.read_text(),
+                                Parameters=[{"ParameterKey": "TableName", "ParameterValue": table_name}])
+    cloudformation.get_waiter("stack_create_complete").wait(StackName=f"{table_name}-table")
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url)
+    dynamodb.update_time_to_live(TableName=table_name,
+                                 TimeToLiveSpecification=table_properties()["TimeToLiveSpecification"])

@@ -43,14 +43,12 @@ class ChunkedBodyRequestHandler(ChaliceRequestHandler):
 
 def start(host: str, port: int, table_name: str):
     """Start the embedded DynamoDB and the app server; returns (server, dynamodb)."""
-    import boto3
-
     dynamodb = EmbeddedDynamoDB().start()
     for name, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
     os.environ["RESERVATION_TABLE"] = table_name
-    create_table(boto3.client("dynamodb"), table_name)
+    create_table(table_name, dynamodb.endpoint_url)
 
     import app as chalice_app
     from chalicelib.runtime import default_api

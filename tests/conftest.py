@@ -27,8 +27,8 @@ def moto_table():
         patch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
         patch.setenv("RESERVATION_TABLE", TABLE)
         with mock_aws():
+            create_table(TABLE)
             client = boto3.client("dynamodb")
-            create_table(client, TABLE)
             default_api.cache_clear()
             try:
                 yield client

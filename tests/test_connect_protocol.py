@@ -167,6 +167,7 @@ def test_unexpected_failures_are_internal_without_internals(call, monkeypatch):
 
 
 def test_dynamodb_errors_become_unavailable_without_aws_text(call, dynamodb):
+    dynamodb.update_table(TableName=TABLE, DeletionProtectionEnabled=False)  # as infra/ deploys it: protected
     dynamodb.delete_table(TableName=TABLE)
     status, error = error_of(call.raw("reserve", reserve_body(), {"content-type": "application/proto"}))
     assert (status, error) == (503, {"code": "unavailable", "message": "storage is temporarily unavailable; retry"})
