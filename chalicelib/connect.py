@@ -11,7 +11,6 @@ import base64
 import dataclasses
 import gzip
 import json
-import logging
 import struct
 import zlib
 from typing import Mapping
@@ -20,7 +19,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from .api import METHODS, ReservationApi, error_details
-from .errors import Code, ServiceError
+from .errors import Code, ServiceError, internal
 
 MAX_BODY_BYTES = 1024 * 1024  # compressed or not; reservations are small
 COMPRESS_FROM_BYTES = 1024  # smaller answers are not worth gzip's CPU time
@@ -30,8 +29,6 @@ ENVELOPE_COMPRESSED = 0x01
 ENVELOPE_END_STREAM = 0x02
 ENVELOPE_HEADER = struct.Struct(">BI")
 SUPPORTED_ENCODINGS = ("gzip", "identity")
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -127,11 +124,6 @@ def _unary_error(error: ServiceError) -> HttpAnswer:
     return HttpAnswer(status, headers, json.dumps(error_json(error)).encode())
 
 
-def _internal(exception: Exception) -> ServiceError:
-    log.exception("unexpected failure", exc_info=exception)
-    return ServiceError(Code.INTERNAL, "internal error")
-
-
 def handle(api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes) -> HttpAnswer:
     """Serve one Connect call. `headers` must have lowercase names."""
     method = METHODS.get(method_name)
@@ -168,7 +160,7 @@ def _serve_unary(api, method, codec: str, headers: Mapping, body: bytes) -> Http
     except ServiceError as error:
         return _unary_error(error)
     except Exception as exception:
-        return _unary_error(_internal(exception))
+        return _unary_error(internal(exception))
     payload = _encode(codec, response)
     answer_headers = {"Content-Type": f"application/{codec}"}
     if len(payload) >= COMPRESS_FROM_BYTES and _accepts_gzip(headers.get("accept-encoding", "")):
@@ -218,6 +210,6 @@ def _serve_stream(api, method, codec: str, headers: Mapping, body: bytes) -> Htt
     except ServiceError as error:
         end["error"] = error_json(error)
     except Exception as exception:
-        end["error"] = error_json(_internal(exception))
+        end["error"] = error_json(internal(exception))
     chunks.append(_envelope(ENVELOPE_END_STREAM, json.dumps(end).encode(), gzip_answer))
     return HttpAnswer(200, answer_headers, b"".join(chunks))

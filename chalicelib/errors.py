@@ -4,6 +4,9 @@ Every failure a caller can see is a ServiceError whose message is written for
 the caller: no stack traces, table names or AWS error text ever go in it.
 """
 import enum
+import logging
+
+log = logging.getLogger(__name__)
 
 
 class Code(enum.Enum):
@@ -54,3 +57,9 @@ def invalid(field: str, problem: str) -> ServiceError:
 
 def not_found(reservation_id: str) -> ServiceError:
     return ServiceError(Code.NOT_FOUND, f"reservation {reservation_id} not found")
+
+
+def internal(exception: Exception) -> ServiceError:
+    """An unexpected failure: logged whole for operators, answered as a bare INTERNAL."""
+    log.error("unexpected failure", exc_info=exception)
+    return ServiceError(Code.INTERNAL, "internal error")

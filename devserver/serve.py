@@ -1,8 +1,10 @@
 """Run my-reservation on localhost with an embedded DynamoDB: nothing to configure.
 
-The Connect API is Chalice's local gateway (what `chalice local` runs), with
-one fix: it also reads chunked request bodies, which connect-python and other
-HTTP/1.1 clients send for streaming calls. Data lives as long as the process.
+Two endpoints over one store: the Connect API (HTTP, PORT, default 8000) and
+native gRPC (GRPC_PORT, default 50051). The Connect API is Chalice's local
+gateway (what `chalice local` runs), with one fix: it also reads chunked
+request bodies, which connect-python and other HTTP/1.1 clients send for
+streaming calls. Data lives as long as the process.
 """
 import argparse
 import functools
@@ -13,7 +15,9 @@ import sys
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, create_local_server
 
+from chalicelib.runtime import default_api
 from devserver.dynamodb import FAKE_CREDENTIALS, EmbeddedDynamoDB, create_table
+from rsvp.grpc_server import SHUTDOWN_GRACE_SECONDS, build_server
 
 MAX_CHUNKED_BODY_BYTES = 8 * 1024 * 1024
 
@@ -42,7 +46,7 @@ class ChunkedBodyRequestHandler(ChaliceRequestHandler):
 
 
 def start(host: str, port: int, table_name: str):
-    """Start the embedded DynamoDB and the app server; returns (server, dynamodb)."""
+    """Start the embedded DynamoDB and the Connect server; returns (server, dynamodb)."""
     dynamodb = EmbeddedDynamoDB().start()
     for name, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(name, value)
@@ -51,7 +55,6 @@ def start(host: str, port: int, table_name: str):
     create_table(table_name, dynamodb.endpoint_url)
 
     import app as chalice_app
-    from chalicelib.runtime import default_api
 
     default_api.cache_clear()
     config = Config.create(chalice_stage="dev", app_name=chalice_app.app.app_name, lambda_timeout=30)
@@ -66,17 +69,26 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="HTTP port of the Connect API (default $PORT or 8000)")
+    parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")),
+                        help="port of the native gRPC server (default $GRPC_PORT or 50051)")
     parser.add_argument("--table", default="my-reservation-local", help="name of the embedded table")
     options = parser.parse_args(argv)
     server, dynamodb = start(options.host, options.port, options.table)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    grpc_server, grpc_port = build_server(default_api(), options.host, options.grpc_port)
+
+    def stop(*_):
+        grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"my-reservation: Connect API on http://{options.host}:{server.server.server_port}", flush=True)
+    print(f"my-reservation: gRPC on {options.host}:{grpc_port}", flush=True)
     print(f"my-reservation: embedded DynamoDB on {dynamodb.endpoint_url}, table {options.table}", flush=True)
     print("my-reservation: Ctrl-C stops it; the data goes with it", flush=True)
     try:
         server.server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        stop()
 
 
 if __name__ == "__main__":

@@ -84,9 +84,10 @@ class LocalServer:
         import sys
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devserver.serve", "--port", "0"], cwd=ROOT,
+            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0"], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = self._announced("Connect API on ")
+        self.grpc_target = self._announced("gRPC on ")
         self.dynamodb_url = self._announced("embedded DynamoDB on ").split(",")[0]
         self.table = "my-reservation-local"
 

@@ -1,0 +1,119 @@
+"""Native gRPC server (grpcio) over the same ReservationApi as the Chalice app.
+
+One implementation of every rule, two thin adapters: this one maps
+chalicelib.api.METHODS onto gRPC handlers, ServiceError onto gRPC status
+codes (conflicts as rich status details: google.rpc.Status with
+reservation.ReservationConflict in an Any), and Query onto a true server
+stream whose next page token is in the trailing metadata "next-page-token".
+With health checking (grpc.health.v1) and server reflection.
+
+    python -m rsvp.grpc_server [--port 50051] [--workers 8]
+
+reads the table from RESERVATION_TABLE (and AWS settings from the usual
+environment); SIGTERM or Ctrl-C stop it after the calls in flight finish.
+"""
+import argparse
+import concurrent.futures
+import logging
+import os
+import signal
+import threading
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from chalicelib.api import METHODS, SERVICE_NAME, ReservationApi, error_details
+from chalicelib.errors import ServiceError, internal
+
+SHUTDOWN_GRACE_SECONDS = 10
+log = logging.getLogger(__name__)
+
+
+def _status_of(error: ServiceError) -> grpc.Status:
+    details = []
+    for detail in error_details(error):
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        details.append(packed)
+    return rpc_status.to_status(status_pb2.Status(code=error.code.grpc_number, message=error.message,
+                                                  details=details))
+
+
+def _call(api: ReservationApi, method, request, context):
+    """The API call; a failure aborts the RPC with its status (abort raises)."""
+    try:
+        return method.call(api, request)
+    except ServiceError as error:
+        context.abort_with_status(_status_of(error))
+    except Exception as exception:
+        context.abort_with_status(_status_of(internal(exception)))
+
+
+def _handler(api: ReservationApi, method) -> grpc.RpcMethodHandler:
+    decode, encode = method.request_type.FromString, method.response_type.SerializeToString
+    if not method.server_streaming:
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: _call(api, method, request, context),
+            request_deserializer=decode, response_serializer=encode)
+
+    def stream(request, context):
+        reply = _call(api, method, request, context)
+        context.set_trailing_metadata(tuple(reply.trailers.items()))
+        yield from reply
+
+    return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=decode, response_serializer=encode)
+
+
+def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8):
+    """A started server; returns (server, bound port)."""
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        SERVICE_NAME, {name: _handler(api, method) for name, method in METHODS.items()}),))
+    health_servicer = health.HealthServicer()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, bound
+
+
+def stop_on_sigterm(server) -> threading.Event:
+    """SIGTERM stops taking calls, lets those in flight finish (up to the grace), then sets the event."""
+    stopped = threading.Event()
+
+    def on_sigterm(*_):
+        log.info("SIGTERM: stopping after in-flight calls")
+        server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return stopped
+
+
+def main(argv=None) -> None:
+    from chalicelib.runtime import default_api
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")),
+                        help="gRPC port (default $GRPC_PORT or 50051)")
+    parser.add_argument("--workers", type=int, default=8, help="threads serving calls (default 8)")
+    options = parser.parse_args(argv)
+    server, port = build_server(default_api(), options.host, options.port, options.workers)
+    stopped = stop_on_sigterm(server)
+    print(f"my-reservation: gRPC on {options.host}:{port}", flush=True)
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        server.stop(SHUTDOWN_GRACE_SECONDS).wait()
+
+
+if __name__ == "__main__":
+    main()
