@@ -1,18 +1,20 @@
 # The two commands of the README: `make serve` and `make test`. Each target
-# bootstraps .venv from the pinned requirements on first use.
+# bootstraps .venv from the pinned requirements on first use (and installs
+# the `rsvp` command into it).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 8000
 
 .PHONY: venv serve test bench protos clean
 
 venv: $(INSTALLED)
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@python3 -m venv --help >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q python3-venv)
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 

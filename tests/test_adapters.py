@@ -122,3 +122,20 @@ def test_grpc_health_and_reflection(local_server):
     answers = reflection_stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     listed = {service.name for answer in answers for service in answer.list_services_response.service}
     assert {"reservation.ReservationService", "grpc.health.v1.Health"} <= listed
+
+
+def test_buf_curl_over_grpc_with_reflection_only(local_server):
+    """No proto files: buf curl learns the schema from server reflection."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    buf = str(pathlib.Path(sys.executable).parent / "buf")
+    data = {"reservation": {"userId": "dana", "resourceId": f"room-{uuid.uuid4().hex[:8]}",
+                            "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T11:00:00Z"}}
+    answer = subprocess.run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(data),
+                             f"http://{local_server.grpc_target}/reservation.ReservationService/reserve"],
+                            capture_output=True, text=True, timeout=60, cwd="/")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["reservation"]["userId"] == "dana"
