@@ -1,6 +1,8 @@
 import contextlib
 import json
 import pathlib
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -80,9 +82,6 @@ class LocalServer:
     """`make serve` in a child process: the Connect API and the embedded DynamoDB on free ports."""
 
     def __init__(self):
-        import subprocess
-        import sys
-
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0"], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -103,7 +102,11 @@ class LocalServer:
 
     def stop(self):
         self.process.terminate()
-        self.process.wait(timeout=10)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @pytest.fixture(scope="session")

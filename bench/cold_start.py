@@ -1,0 +1,60 @@
+"""Cold start: a fresh process that imports the Lambda entry point and serves the first reserve,
+against the floor: a fresh process that only imports boto3, creates the DynamoDB client and
+imports protobuf. DynamoDB is stubbed (botocore Stubber), so no network is involved.
+
+    python -m bench.cold_start [--runs 9]
+"""
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+FLOOR = """
+import boto3
+boto3.client("dynamodb")
+from google.protobuf import message, timestamp_pb2
+"""
+
+FIRST_RESERVE = """
+import app
+from botocore.stub import Stubber
+from chalicelib.runtime import default_api
+from bench.events import proxy_event, reserve_request
+stubber = Stubber(default_api().service.store.client)
+stubber.add_response("batch_get_item", {"Responses": {"t": []}})
+stubber.add_response("transact_write_items", {})
+stubber.activate()
+answer = app.app(proxy_event("reserve", reserve_request()), None)
+assert answer["statusCode"] == 200, answer
+"""
+
+
+def _seconds(code: str) -> float:
+    environment = {**os.environ, "RESERVATION_TABLE": "t", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "PYTHONDONTWRITEBYTECODE": "1"}
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, check=True)
+    return time.perf_counter() - began
+
+
+def run(runs: int = 9) -> dict:
+    floor, first = [], []
+    for _ in range(runs):  # interleaved, so that machine noise hits both alike
+        floor.append(_seconds(FLOOR))
+        first.append(_seconds(FIRST_RESERVE))
+    result = {"floor_ms": statistics.median(floor) * 1000, "first_reserve_ms": statistics.median(first) * 1000}
+    result["ratio"] = result["first_reserve_ms"] / result["floor_ms"]
+    print(f"cold start, median of {runs}: floor (boto3 client + protobuf) {result['floor_ms']:.0f} ms, "
+          f"import app + first reserve {result['first_reserve_ms']:.0f} ms, ratio {result['ratio']:.2f} (goal <= 1.2)")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9)
+    run(parser.parse_args().runs)

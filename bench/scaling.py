@@ -1,0 +1,95 @@
+"""Cost against history size: one resource holding 100 vs 100,000 reservations.
+
+For a windowed Query page: items read per item returned (read amplification,
+what DynamoDB bills). For Reserve: round trips and items read. Both with
+their latency against moto. moto scans its whole table for every Query and
+copies it for every transaction, so its latency grows with the table where
+DynamoDB's does not: read the item counts as the cost figures, the latency
+as moto's.
+
+    python -m bench.scaling [--sizes 100 100000] [--repeats 3]
+"""
+import argparse
+import statistics
+import time
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chalicelib.gen import reservation_pb2 as pb
+from chalicelib.runtime import default_api
+from devserver import bulk
+from tests.conftest import TABLE, moto_table
+
+from .reads import CallCounter
+
+HOUR_NS = 3600 * 10**9
+START_NS = 1_700_000_000 * 10**9
+
+
+def window_query(history: int, matches: int):
+    """The `matches` latest 1-hour reservations of a resource that has `history` back to back."""
+    first = START_NS + (history - matches) * HOUR_NS
+    query = pb.QueryRequest(resource_id="room", start=Timestamp(seconds=first // 10**9 + 1800),
+                            end=Timestamp(seconds=(START_NS + history * HOUR_NS) // 10**9), page_size=matches)
+    return pb.FilterRequest(query=query)
+
+
+def measure(history: int, matches: int, repeats: int) -> dict:
+    with moto_table() as client:
+        bulk.load(client, TABLE, bulk.back_to_back("room", history, START_NS, HOUR_NS))
+        api = default_api()
+        request = window_query(history, matches)
+        latencies = []
+        with CallCounter(api.service.store.client) as counter:
+            for _ in range(repeats):
+                counter.reset()
+                began = time.perf_counter()
+                answer = api.filter(request)
+                latencies.append(time.perf_counter() - began)
+            returned = len(answer.reservations)
+            assert returned == matches, (returned, matches)
+            row = {"history": history, "returned": returned, "items_read": counter.items_read,
+                   "round_trips": counter.round_trips, "amplification": counter.items_read / returned,
+                   "latency_ms": statistics.median(latencies) * 1000}
+            reserve_latencies = []
+            for n in range(repeats):
+                counter.reset()
+                start = Timestamp(seconds=(START_NS + (history + 2 * n) * HOUR_NS) // 10**9)
+                end = Timestamp(seconds=start.seconds + 3600)
+                began = time.perf_counter()
+                api.reserve(pb.ReserveRequest(reservation=pb.Reservation(
+                    user_id="user0", resource_id="room", start=start, end=end)))
+                reserve_latencies.append(time.perf_counter() - began)
+            row.update(reserve_round_trips=counter.round_trips, reserve_items_read=counter.items_read,
+                       reserve_ms=statistics.median(reserve_latencies) * 1000)
+            return row
+
+
+def run(sizes=(100, 100_000), matches: int = 50, repeats: int = 3) -> list:
+    rows = [measure(size, matches, repeats) for size in sizes]
+    print(f"{'history':>9} | Query: {'returned':>8} {'read':>5} {'trips':>5} {'ampl.':>5} {'ms (moto)':>9} "
+          f"| Reserve: {'read':>4} {'trips':>5} {'ms (moto)':>9}")
+    for row in rows:
+        print(f"{row['history']:>9} |        {row['returned']:>8} {row['items_read']:>5} {row['round_trips']:>5} "
+              f"{row['amplification']:>5.2f} {row['latency_ms']:>9.1f} |          {row['reserve_items_read']:>4} "
+              f"{row['reserve_round_trips']:>5} {row['reserve_ms']:>9.1f}")
+    first, last = rows[0], rows[-1]
+    print(f"ratio {last['history']} / {first['history']}: Query read amplification "
+          f"{last['amplification'] / first['amplification']:.2f}, Reserve items read "
+          f"{last['reserve_items_read'] / max(1, first['reserve_items_read']):.2f}; moto latency: Query "
+          f"{last['latency_ms'] / first['latency_ms']:.1f}x, Reserve {last['reserve_ms'] / first['reserve_ms']:.1f}x "
+          "(moto scans its table per Query and copies it per transaction)")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 100_000], help="history sizes")
+    parser.add_argument("--matches", type=int, default=50, help="reservations in the window (page size)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per size")
+    options = parser.parse_args()
+    run(options.sizes, options.matches, options.repeats)
+
+
+if __name__ == "__main__":
+    main()
