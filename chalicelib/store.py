@@ -234,22 +234,19 @@ class DynamoStore:
                                           ":high": {"S": high_key}},
             "ScanIndexForward": not descending,
         }
-        while True:
-            answer = self._read(self.client.query, arguments)
-            for item in answer["Items"]:
-                yield _reservation_from(item)
-            if "LastEvaluatedKey" not in answer:
-                return
-            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return (_reservation_from(item) for item in self._items(self.client.query, arguments))
 
     def all_reservations(self):
         """Every reservation, in no order: a full table scan."""
         arguments = {"TableName": self.table_name, "FilterExpression": "sk = :sk",
                      "ExpressionAttributeValues": {":sk": {"S": RESERVATION_SK}}}
+        return (_reservation_from(item) for item in self._items(self.client.scan, arguments))
+
+    def _items(self, operation, arguments: dict):
+        """Every item of a Query or Scan, read one page (round trip) at a time, as they are consumed."""
         while True:
-            answer = self._read(self.client.scan, arguments)
-            for item in answer["Items"]:
-                yield _reservation_from(item)
+            answer = self._read(operation, arguments)
+            yield from answer["Items"]
             if "LastEvaluatedKey" not in answer:
                 return
             arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
