@@ -15,7 +15,7 @@ from connectrpc.errors import ConnectError
 from chalicelib.gen import reservation_pb2 as pb
 from rsvp.gen.reservation_connect import ReservationServiceClientSync
 from tests.conftest import ROOT, scan_all
-from tests.helpers import reservation, stamp
+from tests.helpers import reservation
 
 BUF = str(pathlib.Path(sys.executable).parent / "buf")
 
@@ -93,7 +93,7 @@ def test_chunked_request_bodies(local_server):
 
 def test_eight_threads_racing_for_one_window_one_wins(local_server):
     threads = 8
-    for round_number in range(5):
+    for _ in range(5):
         resource = unique("hot")
         barrier = threading.Barrier(threads)
 
