@@ -3,7 +3,7 @@ resource (every write meets the others on the same slot item) vs on 8 distinct r
 The clients are rsvp.client.ReservationClient, which retries ABORTED with the same request id;
 calls that still fail are counted.
 
-    python -m bench.throughput [--per-client 25]
+    python -m bench.throughput [--per-client 10]
 """
 import argparse
 import concurrent.futures
@@ -45,7 +45,7 @@ def _burst(url: str, per_client: int, hot: bool) -> tuple:
     return (CLIENTS * per_client - failed) / (time.perf_counter() - began), failed
 
 
-def run(per_client: int = 25) -> dict:
+def run(per_client: int = 10) -> dict:
     server = LocalServer()
     try:
         distinct, distinct_failed = _burst(server.url, per_client, hot=False)
@@ -60,5 +60,5 @@ def run(per_client: int = 25) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-client", type=int, default=25)
+    parser.add_argument("--per-client", type=int, default=10)
     run(parser.parse_args().per_client)
