@@ -11,6 +11,7 @@ import pathlib
 import threading
 
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import StreamShard
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
@@ -24,9 +25,16 @@ FAKE_CREDENTIALS = {
 
 
 def _speed_up_moto() -> None:
-    """moto compares key values through DynamoType.cast_value, which tries every
-    type in turn; a Query re-sorts the whole table that way. The same answers for
-    strings and numbers first make a Query many times cheaper (tests page 2,500 items)."""
+    """Two costs of moto that grow with the table, cut without changing its answers:
+
+    * it compares key values through DynamoType.cast_value, which tries every
+      type in turn, and a Query re-sorts the whole table that way: strings and
+      numbers are tried first (a Query gets many times cheaper);
+    * it keeps every DynamoDB Streams record and deep-copies them, with the
+      table, for every transaction: the embedded table keeps none (nothing
+      reads the change feed yet), which made 80 contended reserves 3x faster.
+    """
+    StreamShard.add = lambda self, old, new: None
     general = DynamoType.cast_value.fget
 
     def cast_value(self):
