@@ -355,7 +355,7 @@ def client_from_environment():
     import boto3
     from botocore.config import Config
 
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
     return boto3.client("dynamodb", config=config)
 
 
