@@ -122,7 +122,7 @@ def _reservation_attributes(reservation: Reservation) -> dict:
     }
 
 
-def _reservation_from(attributes: dict) -> Reservation:
+def reservation_from_item(attributes: dict) -> Reservation:
     return Reservation(
         id=attributes["id"]["S"],
         user_id=attributes["user_id"]["S"],
@@ -206,7 +206,7 @@ class DynamoStore:
         if request_id:
             item = items.get(_pair(_request_key(request_id)))
             if item is not None and int(item["expires_at"]["N"]) > time.time():
-                remembered = RememberedRequest(item["fingerprint"]["S"], _reservation_from(item["reservation"]["M"]),
+                remembered = RememberedRequest(item["fingerprint"]["S"], reservation_from_item(item["reservation"]["M"]),
                                                int(item["expires_at"]["N"]))
         return ReserveSnapshot(slots, remembered, int(user["longest"]["N"]) if user else 0)
 
@@ -234,13 +234,13 @@ class DynamoStore:
                                           ":high": {"S": high_key}},
             "ScanIndexForward": not descending,
         }
-        return (_reservation_from(item) for item in self._items(self.client.query, arguments))
+        return (reservation_from_item(item) for item in self._items(self.client.query, arguments))
 
     def all_reservations(self):
         """Every reservation, in no order: a full table scan."""
         arguments = {"TableName": self.table_name, "FilterExpression": "sk = :sk",
                      "ExpressionAttributeValues": {":sk": {"S": RESERVATION_SK}}}
-        return (_reservation_from(item) for item in self._items(self.client.scan, arguments))
+        return (reservation_from_item(item) for item in self._items(self.client.scan, arguments))
 
     def _items(self, operation, arguments: dict):
         """Every item of a Query or Scan, read one page (round trip) at a time, as they are consumed."""
@@ -266,7 +266,7 @@ class DynamoStore:
         item = self._get(_reservation_key(reservation_id))
         if item is None:
             return None
-        return Versioned(_reservation_from(item), int(item["rev"]["N"]))
+        return Versioned(reservation_from_item(item), int(item["rev"]["N"]))
 
     def _batch_get(self, keys: list) -> dict:
         found = {}

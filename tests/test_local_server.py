@@ -13,6 +13,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from chalicelib.gen import reservation_pb2 as pb
+from rsvp import checker
 from rsvp.gen.reservation_connect import ReservationServiceClientSync
 from tests.conftest import ROOT, scan_all
 from tests.helpers import reservation
@@ -111,6 +112,7 @@ def test_eight_threads_racing_for_one_window_one_wins(local_server):
             results = list(pool.map(attempt, range(threads)))
         assert results.count("won") == 1, results
         assert results.count(Code.FAILED_PRECONDITION) == threads - 1, results
+    assert checker.check(local_server.dynamodb(), local_server.table) == []
 
 
 def test_eight_threads_with_disjoint_windows_all_win(local_server):
@@ -139,3 +141,4 @@ def test_eight_threads_with_disjoint_windows_all_win(local_server):
     assert set(claims) == {r.id for r in made}
     stored = [i for i in items if i["sk"]["S"] == "RSV" and i["resource_id"]["S"] == resource]
     assert len(stored) == threads * per_thread
+    assert checker.check(local_server.dynamodb(), local_server.table) == []
