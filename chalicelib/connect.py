@@ -178,7 +178,7 @@ def _unwrap_envelope(body: bytes, compressed_allowed: bool) -> bytes:
         raise ProtocolError(Code.INVALID_ARGUMENT, "body: malformed envelope")
     if flags & ENVELOPE_COMPRESSED:
         if not compressed_allowed:
-            raise ProtocolError(Code.INTERNAL, "body: compressed envelope without connect-content-encoding")
+            raise ProtocolError(Code.INVALID_ARGUMENT, "body: compressed envelope without connect-content-encoding")
         payload = _gunzip(payload)
     return payload
 
