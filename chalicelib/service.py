@@ -182,7 +182,10 @@ class ReservationService:
 
     def cancel(self, reservation_id: str) -> Reservation:
         """Delete the reservation and free its time at once; answers it as it was."""
-        maybe_deleted = None  # set when a delete's answer was lost: it may have been applied
+        # Set once a delete failed: it may have been applied all the same (an answer lost and the
+        # call retried by botocore fails its condition), or a concurrent cancel won. Either way, if
+        # the reservation is gone on the next read, this cancel's request is fulfilled.
+        maybe_deleted = None
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 current = self._load(reservation_id)
@@ -193,9 +196,7 @@ class ReservationService:
             try:
                 self.store.delete(current)
                 return current.reservation
-            except StaleWrite:
-                _backoff(attempt)
-            except OutcomeUnknown:
+            except (StaleWrite, OutcomeUnknown):
                 maybe_deleted = current.reservation
                 _backoff(attempt)
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
