@@ -189,7 +189,7 @@ def thousands():
 
 
 # Page size 1 walks this many matches; moto re-sorts the table for every page, so 2,500 (the issue's
-# figure) takes ~5 minutes: PAGE_BY_ONE_MATCHES=2500 make test
+# figure) takes ~4 minutes: PAGE_BY_ONE_MATCHES=2500 make test
 PAGE_BY_ONE_MATCHES = int(os.environ.get("PAGE_BY_ONE_MATCHES", "250"))
 
 
