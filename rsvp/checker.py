@@ -26,7 +26,7 @@ from chalicelib.store import (BY_RESOURCE, BY_USER, REQUEST_SK, RESERVATION_SK, 
                               start_key)
 
 
-def _scan(client, table: str, **arguments):
+def scan_items(client, table: str, **arguments):
     """Every item of the table, or of an index (indexes only read eventually consistent)."""
     start = {}
     consistent = {} if "IndexName" in arguments else {"ConsistentRead": True}
@@ -40,13 +40,13 @@ def _scan(client, table: str, **arguments):
 
 def _index_ids(client, table: str, index: tuple) -> set:
     name, attribute = index
-    return {(item[attribute]["S"], item["id"]["S"]) for item in _scan(client, table, IndexName=name)}
+    return {(item[attribute]["S"], item["id"]["S"]) for item in scan_items(client, table, IndexName=name)}
 
 
 def check(client, table: str) -> list:
     """Every violation found, as human-readable lines (empty: consistent)."""
     reservations, slots, users, requests, problems = {}, {}, {}, [], []
-    for item in _scan(client, table):
+    for item in scan_items(client, table):
         kind = item["sk"]["S"]
         if kind == RESERVATION_SK:
             try:

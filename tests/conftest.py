@@ -45,13 +45,10 @@ def dynamodb():
 
 
 def scan_all(client, table=TABLE) -> list:
-    items, start = [], {}
-    while True:
-        page = client.scan(TableName=table, ConsistentRead=True, **start)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+    """Every item of the table, strongly consistent (the checker's own scan)."""
+    from rsvp.checker import scan_items
+
+    return list(scan_items(client, table))
 
 
 class AppCaller:
