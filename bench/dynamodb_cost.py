@@ -18,6 +18,7 @@ from devserver import bulk
 from tests.conftest import TABLE, moto_table
 
 from .events import reserve_request
+from .reads import CallCounter
 
 # AWS on-demand list prices, USD (us-east-1)
 API_GATEWAY_PER_MILLION = 3.50
@@ -50,24 +51,24 @@ def item_size(item) -> float:
     return sum(len(name.encode()) + attribute_size(value) for name, value in (item or {}).items())
 
 
-class CapacityMeter:
-    """Registers on a botocore client; sums round trips, items and capacity units of each call."""
+class CapacityMeter(CallCounter):
+    """CallCounter (round trips, items read) plus items written and capacity units of each call."""
 
     def __init__(self, client, peek):
-        self.client, self.peek = client, peek  # peek(key) -> the item now, read without being counted
-        self.round_trips = self.items_read = self.items_written = 0
+        super().__init__(client)
+        self.peek = peek  # peek(key) -> the item now, read without being counted
+        self.items_written = 0
         self.rru = self.wru = 0.0
         self._before = {}
         self._asked = 0
 
     def __enter__(self):
         self.client.meta.events.register("provide-client-params.dynamodb", self._before_call)
-        self.client.meta.events.register("after-call.dynamodb", self._after_call)
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc):
         self.client.meta.events.unregister("provide-client-params.dynamodb", self._before_call)
-        self.client.meta.events.unregister("after-call.dynamodb", self._after_call)
+        super().__exit__(*exc)
 
     @staticmethod
     def _written_keys(operation: str, params: dict) -> list:
@@ -85,22 +86,19 @@ class CapacityMeter:
         keys = self._written_keys(model.name, params)
         self._before = {(k["pk"]["S"], k["sk"]["S"]): (k, factor, item_size(self.peek(k))) for k, factor in keys}
 
-    def _after_call(self, parsed, model, **_):
-        self.round_trips += 1
+    def _count(self, parsed, model, **_):
+        super()._count(parsed, model)
         for key, factor, before in self._before.values():
             self.items_written += 1
             self.wru += factor * max(1, math.ceil(max(before, item_size(self.peek(key))) / 1024))
         self._before = {}
         if model.name == "GetItem":
-            self.items_read += 1 if "Item" in parsed else 0
             self.rru += max(1, math.ceil(item_size(parsed.get("Item")) / 4096))
         elif model.name == "BatchGetItem":
             found = [item for items in parsed["Responses"].values() for item in items]
-            self.items_read += len(found)
             # every key asked for costs at least one unit, found or not
             self.rru += sum(max(1, math.ceil(item_size(i) / 4096)) for i in found) + self._asked - len(found)
         elif model.name in ("Query", "Scan"):
-            self.items_read += len(parsed["Items"])
             self.rru += max(0.5, 0.5 * math.ceil(sum(item_size(i) for i in parsed["Items"]) / 4096))
 
 
