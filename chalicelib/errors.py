@@ -1,8 +1,10 @@
-"""Errors of the service, one code each, shared by the Connect and gRPC adapters.
+"""Errors of the service, one code each; the adapters map codes to HTTP and gRPC.
 
 Every failure a caller can see is a ServiceError whose message is written for
-the caller: no stack traces, table names or AWS error text ever go in it.
+the caller: no stack traces, table names, AWS error text or another tenant's
+data ever go in it.
 """
+
 import enum
 import logging
 
@@ -10,36 +12,24 @@ log = logging.getLogger(__name__)
 
 
 class Code(enum.Enum):
-    """Connect / gRPC status codes: (Connect name, gRPC number, HTTP status)."""
+    """The Connect / gRPC status codes, by their Connect names."""
 
-    CANCELED = ("canceled", 1, 499)
-    UNKNOWN = ("unknown", 2, 500)
-    INVALID_ARGUMENT = ("invalid_argument", 3, 400)
-    DEADLINE_EXCEEDED = ("deadline_exceeded", 4, 504)
-    NOT_FOUND = ("not_found", 5, 404)
-    ALREADY_EXISTS = ("already_exists", 6, 409)
-    PERMISSION_DENIED = ("permission_denied", 7, 403)
-    RESOURCE_EXHAUSTED = ("resource_exhausted", 8, 429)
-    FAILED_PRECONDITION = ("failed_precondition", 9, 400)
-    ABORTED = ("aborted", 10, 409)
-    OUT_OF_RANGE = ("out_of_range", 11, 400)
-    UNIMPLEMENTED = ("unimplemented", 12, 501)
-    INTERNAL = ("internal", 13, 500)
-    UNAVAILABLE = ("unavailable", 14, 503)
-    DATA_LOSS = ("data_loss", 15, 500)
-    UNAUTHENTICATED = ("unauthenticated", 16, 401)
-
-    @property
-    def connect_name(self) -> str:
-        return self.value[0]
-
-    @property
-    def grpc_number(self) -> int:
-        return self.value[1]
-
-    @property
-    def http_status(self) -> int:
-        return self.value[2]
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+    INVALID_ARGUMENT = "invalid_argument"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    NOT_FOUND = "not_found"
+    ALREADY_EXISTS = "already_exists"
+    PERMISSION_DENIED = "permission_denied"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    FAILED_PRECONDITION = "failed_precondition"
+    ABORTED = "aborted"
+    OUT_OF_RANGE = "out_of_range"
+    UNIMPLEMENTED = "unimplemented"
+    INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"
+    DATA_LOSS = "data_loss"
+    UNAUTHENTICATED = "unauthenticated"
 
 
 class ServiceError(Exception):
@@ -55,8 +45,18 @@ def invalid(field: str, problem: str) -> ServiceError:
     return ServiceError(Code.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
-def not_found(reservation_id: str) -> ServiceError:
-    return ServiceError(Code.NOT_FOUND, f"reservation {reservation_id} not found")
+def not_found(what: str, identifier: str) -> ServiceError:
+    return ServiceError(Code.NOT_FOUND, f"{what} {identifier} not found")
+
+
+def failed(message: str) -> ServiceError:
+    return ServiceError(Code.FAILED_PRECONDITION, message)
+
+
+def unavailable() -> ServiceError:
+    """Logged with its cause for operators; the caller only learns to retry."""
+    log.warning("storage unavailable", exc_info=True)
+    return ServiceError(Code.UNAVAILABLE, "storage is temporarily unavailable; retry")
 
 
 def internal(exception: Exception) -> ServiceError:

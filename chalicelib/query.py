@@ -1,32 +1,40 @@
-"""Query rules: which reservations match, in what order, one page at a time.
+"""Query rules: which reservations match, in what order, one page at a time, within a budget.
 
-Which index is read, and how far back, is chosen so that the items read
-follow the page, not the partition's history:
+Which items are read, and from where, is chosen so that what a page reads
+follows what it returns, not the history:
 
-* resource named: the by_resource index from the earliest start that can
-  still overlap the window. Reservations of one resource never overlap, so
-  at most one of them covers the window's start, and it has a claim in that
-  instant's slot item: one small read gives the exact lower bound.
+* resource named: the resource's bookings, in its own partition in start
+  order. An exclusive resource's bookings never overlap, so at most one
+  covers the window's start: one read of the booking just before it gives the
+  exact lower bound. A pool looks back by its longest booking.
 * user named (no resource): the by_user index, looking back from the window's
   start by the longest reservation the user ever made.
-* neither: a full table scan, sorted in memory. Its cost grows with the table;
-  it is meant for operators, not for traffic.
+* neither: the by_tenant index of the caller's own tenant, looking back by
+  the tenant's longest reservation.
+
+Every page reads at most READ_BUDGET items and answers at most ANSWER_BUDGET
+bytes: a selective filter ends its page early, with a token to go on.
 """
+
 import dataclasses
 from typing import Optional
 
 from . import paging
-from .errors import invalid
+from .errors import invalid, unavailable
+from .layout import start_key, start_key_bound
 from .model import MAX_NS, MIN_NS, Reservation, Status
-from .slots import slot_of
-from .store import BY_RESOURCE, BY_USER, start_key, start_key_bound
+from .ports import StorageUnavailable, Store
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+READ_BUDGET = 2000  # items examined per page
+ANSWER_BUDGET = 4 * 1024 * 1024  # bytes of reservations per page (Lambda answers at most 6 MB)
+RESERVATION_OVERHEAD = 200  # bytes of a reservation besides its ids and note, as encoded
 
 
 @dataclasses.dataclass(frozen=True)
 class QuerySpec:
+    tenant: str
     user_id: str = ""
     resource_id: str = ""
     status: Status = Status.UNKNOWN
@@ -37,6 +45,7 @@ class QuerySpec:
     descending: bool = False
 
     def matches(self, reservation: Reservation) -> bool:
+        """`reservation` as seen now (an expired hold has status EXPIRED)."""
         return ((not self.user_id or reservation.user_id == self.user_id)
                 and (not self.resource_id or reservation.resource_id == self.resource_id)
                 and (self.status == Status.UNKNOWN or reservation.status == self.status)
@@ -44,9 +53,9 @@ class QuerySpec:
                 and (self.end_ns is None or reservation.start_ns < self.end_ns))
 
     def digest(self) -> str:
-        """What a page token is bound to: the filters and the order, not the page size."""
-        return paging.query_digest(self.user_id, self.resource_id, int(self.status), self.start_ns, self.end_ns,
-                                   self.descending)
+        """What a page token is bound to: the tenant, the filters and the order, not the page size."""
+        return paging.query_digest(self.tenant, self.user_id, self.resource_id, int(self.status), self.start_ns,
+                                   self.end_ns, self.descending)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,59 +64,86 @@ class Page:
     next_page_token: str  # "" on the last page
 
 
-def page_size_of(requested: int) -> int:
+def page_size_of(requested: int, field: str = "page_size") -> int:
     if requested < 0:
-        raise invalid("page_size", f"must not be negative, got {requested}")
+        raise invalid(field, f"must not be negative, got {requested}")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-def run_query(store, spec: QuerySpec) -> Page:
-    """One page of matches in (start, id) order, and the token of the next page if there is more."""
+def answer_size(reservation: Reservation) -> int:
+    return (RESERVATION_OVERHEAD + len(reservation.id) + len(reservation.user_id.encode())
+            + len(reservation.resource_id.encode()) + len(reservation.note.encode()))
+
+
+def run_query(store: Store, spec: QuerySpec, now_ns: int, pool_lookback_ns=None) -> Page:
+    """One page of matches in (start, id) order, and the token of the next page if there may be more.
+
+    `pool_lookback_ns(tenant, resource_id)` is how far back a resource's bookings may start before
+    the window and still overlap it (None for an exclusive resource).
+    """
     if spec.start_ns is not None and spec.end_ns is not None and spec.start_ns >= spec.end_ns:
         raise invalid("end", "must be after start")
     size = page_size_of(spec.page_size)
-    after = paging.decode(spec.page_token, spec.digest()) if spec.page_token else None
-    found = []
-    for reservation in _candidates(store, spec, after, size + 1):
+    after = paging.decode(spec.page_token, spec.digest(), "page_token") if spec.page_token else None
+    try:
+        return _page(store, spec, now_ns, after, size, pool_lookback_ns)
+    except StorageUnavailable as error:
+        raise unavailable() from error
+
+
+def _page(store: Store, spec: QuerySpec, now_ns: int, after: Optional[str], size: int, pool_lookback_ns) -> Page:
+    found, examined, spent = [], 0, 0
+    last_key = None
+    for booking in _candidates(store, spec, after, size + 1, pool_lookback_ns):
+        reservation = booking.reservation
         key = start_key(reservation.start_ns, reservation.id)
         if after is not None and (key >= after if spec.descending else key <= after):
-            continue  # at or before the previous page's last reservation
-        if spec.matches(reservation):
-            found.append(reservation)
-            if len(found) > size:
-                break
-    if len(found) <= size:
-        return Page(found, "")
-    last = found[size - 1]
-    return Page(found[:size], paging.encode(start_key(last.start_ns, last.id), spec.digest()))
+            continue  # at or before the previous page's last position
+        seen = reservation.seen_at(now_ns)
+        if spec.matches(seen):
+            if len(found) == size:
+                return Page(found, _token(spec, last_key))
+            found.append(seen)
+            spent += answer_size(seen)
+        examined += 1
+        last_key = key
+        if (examined >= READ_BUDGET or spent >= ANSWER_BUDGET) and last_key is not None:
+            return Page(found, _token(spec, last_key))
+    return Page(found, "")
 
 
-def _candidates(store, spec: QuerySpec, after: Optional[str], chunk: int):
-    """Reservations that may match, in page order, from the token's position `after` on."""
+def _token(spec: QuerySpec, position: str) -> str:
+    return paging.encode(position, spec.digest())
+
+
+def _candidates(store: Store, spec: QuerySpec, after: Optional[str], chunk: int, pool_lookback_ns):
+    """Bookings that may match, in page order, from the token's position `after` on."""
     high = start_key_bound(spec.end_ns if spec.end_ns is not None else MAX_NS + 1)
-    low = start_key_bound(_earliest_start(store, spec))
+    low = start_key_bound(_earliest_start(store, spec, pool_lookback_ns))
     if after is not None:
-        # resume at the previous page's last key (inclusive: it is skipped by run_query)
+        # resume at the previous page's last key (inclusive: it is skipped by _page)
         if spec.descending:
             high = min(high, after)
         else:
             low = max(low, after)
     if spec.resource_id:
-        return store.in_index(BY_RESOURCE, spec.resource_id, low, high, spec.descending, chunk)
+        return store.bookings(spec.tenant, spec.resource_id, low, high, spec.descending, chunk)
     if spec.user_id:
-        return store.in_index(BY_USER, spec.user_id, low, high, spec.descending, chunk)
-    everything = (r for r in store.all_reservations() if low <= start_key(r.start_ns, r.id) <= high)
-    return iter(sorted(everything, key=lambda r: (r.start_ns, r.id), reverse=spec.descending))
+        return store.bookings_of_user(spec.tenant, spec.user_id, low, high, spec.descending, chunk)
+    return store.bookings_of_tenant(spec.tenant, low, high, spec.descending, chunk)
 
 
-def _earliest_start(store, spec: QuerySpec) -> int:
-    """No reservation starting before this instant can overlap the window."""
+def _earliest_start(store: Store, spec: QuerySpec, pool_lookback_ns) -> int:
+    """No booking starting before this instant can overlap the window."""
     if spec.start_ns is None:
         return MIN_NS
     if spec.resource_id:
-        covering = [claim.start_ns for claim in store.read_slot(spec.resource_id, slot_of(spec.start_ns)).claims
-                    if claim.start_ns < spec.start_ns < claim.end_ns]
-        return min(covering, default=spec.start_ns)
-    if spec.user_id:
-        return max(MIN_NS, spec.start_ns - store.longest_reservation(spec.user_id))
-    return MIN_NS
+        lookback = pool_lookback_ns(spec.tenant, spec.resource_id) if pool_lookback_ns else None
+        if lookback is not None:
+            return max(MIN_NS, spec.start_ns - lookback)
+        before = next(iter(store.bookings(spec.tenant, spec.resource_id, start_key_bound(MIN_NS),
+                                          start_key_bound(spec.start_ns), True, 1)), None)
+        if before is not None and before.reservation.end_ns > spec.start_ns:
+            return before.reservation.start_ns
+        return spec.start_ns
+    return max(MIN_NS, spec.start_ns - store.longest(spec.tenant, spec.user_id))

@@ -1,146 +1,231 @@
-"""The service rules: validation, the conflict check, state transitions, retries.
+"""The reservation rules: validation, THE conflict check, holds, state transitions, retries.
 
 Knows nothing of HTTP, gRPC or DynamoDB request shapes: it takes and returns
-model values and talks to a store (chalicelib.store.DynamoStore).
+model values, reads snapshots from a Store and asks it to apply WritePlans.
+Every decision is made on a snapshot and committed only if that snapshot is
+still true (see chalicelib.ports): a lost race re-reads and decides again.
 """
+
 import dataclasses
-import datetime
 import hashlib
 import logging
 import random
 import time
 import uuid
-from typing import Optional
+from typing import Callable, Optional
 
-from .errors import Code, ServiceError, invalid, not_found
-from .model import MAX_NS, MIN_NS, NANOS_PER_SECOND, Claim, Reservation, Status
-from .query import Page, QuerySpec, run_query
-from .slots import MAX_DURATION_NS, slots_touched
-from .store import OutcomeUnknown, RequestIdTaken, StaleWrite, StorageUnavailable, Versioned
+from . import rules, validate
+from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
+from .layout import Shape, StoredResource, start_key_bound
+from .model import Booking, Caller, ChangeEvent, ChangeKind, Reservation, Resource, Status
+from .ports import (
+    NEIGHBOUR_LIMIT,
+    BucketChange,
+    DefinitionCheck,
+    DefinitionWrite,
+    GuardBump,
+    LongestRaise,
+    OutcomeUnknown,
+    RequestRecord,
+    ReserveRead,
+    ReserveSnapshot,
+    StaleWrite,
+    Store,
+    StorageUnavailable,
+    WritePlan,
+    merge_bucket_deltas,
+    units_by_cell,
+)
 
-MAX_ID_LENGTH = 128
-MAX_NOTE_LENGTH = 4096
 REQUEST_ID_TTL_SECONDS = 24 * 3600
 WRITE_ATTEMPTS = 16
 BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.25
-EPOCH = datetime.datetime(1970, 1, 1)
-
+LISTED_CONFLICTS = 10
+DISPLACE_LIMIT = 10  # expired holds removed by one write; more are swept first
+MAX_UNITS = 1_000_000
 log = logging.getLogger(__name__)
 
 
 class Conflict(ServiceError):
-    """Reserve overlapped live reservations; `claims` names them."""
+    """A claim does not fit: `blocking` (the first LISTED_CONFLICTS) are in the way, `total` in all."""
 
-    def __init__(self, resource_id: str, requested: Claim, claims: list):
-        listed = ", ".join(f"{claim.reservation_id} [{_iso(claim.start_ns)}, {_iso(claim.end_ns)})" for claim in claims)
-        super().__init__(Code.FAILED_PRECONDITION,
-                         f"resource {resource_id} is already reserved in the requested window by {listed}")
+    def __init__(self, resource_id: str, requested: Reservation, blocking: list, total: int,
+                 full_window: tuple = (), units_free: int = 0, capacity: int = 1):
         self.resource_id = resource_id
         self.requested = requested
-        self.claims = tuple(claims)
+        self.blocking = tuple(blocking[:LISTED_CONFLICTS])
+        self.total = total
+        self.full_window = full_window
+        self.units_free = units_free
+        listed = ", ".join(f"{b.reservation.id} [{validate.iso(b.reservation.start_ns)}, "
+                           f"{validate.iso(b.reservation.end_ns)})" for b in self.blocking)
+        more = f" and {total - len(self.blocking)} more" if total > len(self.blocking) else ""
+        if full_window:
+            start, end = full_window
+            message = (f"resource {resource_id} has {units_free} of {capacity} units free in "
+                       f"[{validate.iso(start)}, {validate.iso(end)}), {requested.units} requested; "
+                       f"taken by {listed}{more}")
+        else:
+            message = f"resource {resource_id} is already reserved in the requested window by {listed}{more}"
+        super().__init__(Code.FAILED_PRECONDITION, message)
 
 
-def find_conflicts(claims, start_ns: int, end_ns: int, own_id: str) -> list:
-    """THE conflict check: every other claim whose half-open window overlaps [start, end)."""
-    overlapping = {claim.reservation_id: claim for claim in claims
-                   if claim.reservation_id != own_id and claim.overlaps(start_ns, end_ns)}
-    return sorted(overlapping.values(), key=lambda claim: (claim.start_ns, claim.reservation_id))
+class MaybeWritten(ServiceError):
+    """A write whose outcome could not be learned: it may have been applied."""
+
+    def __init__(self, message: str, reservation_id: str, request_id: str = ""):
+        super().__init__(Code.UNKNOWN, message)
+        self.reservation_id = reservation_id
+        self.request_id = request_id
 
 
-def _iso(instant_ns: int) -> str:
-    seconds, nanos = divmod(instant_ns, NANOS_PER_SECOND)
-    stamp = (EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z" if nanos else f"{stamp}Z"
+def find_conflicts(neighbours, booking: Booking, now_ns: int) -> tuple:
+    """THE conflict check of an exclusive resource: (blocking, displaceable) among the stored
+    bookings whose padded window overlaps the new one's. Expired holds block nothing."""
+    blocking, displaceable = [], []
+    for other in neighbours:
+        if other.reservation.id == booking.reservation.id:
+            continue
+        if not other.overlaps(booking.padded_start_ns, booking.padded_end_ns):
+            continue
+        (displaceable if other.reservation.expired(now_ns) else blocking).append(other)
+    return blocking, displaceable
 
 
-def _check_text(field: str, value: str, max_length: int, required: bool) -> None:
-    if required and not value:
-        raise invalid(field, "must not be empty")
-    if len(value) > max_length:
-        raise invalid(field, f"must be at most {max_length} characters, got {len(value)}")
-    if not value.isprintable():
-        raise invalid(field, "must contain printable characters only")
-
-
-def check_reservation_id(value: str, field: str = "id") -> None:
-    if not value:
-        raise invalid(field, "must not be empty")
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or str(parsed) != value:
-        raise invalid(field, "must be a reservation id as returned by reserve (a lowercase UUID)")
-
-
-def _fingerprint(reservation: Reservation) -> str:
+def _fingerprint(reservation: Reservation, hold_for_ns: Optional[int]) -> str:
     """What makes two reserve calls 'the same request' for idempotency."""
-    parts = (reservation.user_id, reservation.resource_id, str(int(reservation.status)),
-             str(reservation.start_ns), str(reservation.end_ns), reservation.note)
+    parts = (reservation.user_id, reservation.resource_id, str(int(reservation.status)), str(reservation.start_ns),
+             str(reservation.end_ns), reservation.note, str(reservation.units), str(hold_for_ns))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 def _backoff(attempt: int) -> None:
-    """Full jitter: spreads out writers that collided on the same slot item."""
-    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** attempt)))
+    """Full jitter: spreads out writers that collided on the same item."""
+    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
+
+
+def _event(kind: ChangeKind, at_ns: int, after: Reservation, before: Optional[Reservation] = None) -> ChangeEvent:
+    return ChangeEvent(kind, at_ns, uuid.uuid4().hex, after.resource_id, reservation=after, before=before)
+
+
+def _next_event_time(plan: WritePlan, now_ns: int, booking: Optional[Booking] = None) -> int:
+    """The time of the plan's next event: after its other events and, so that events of one reservation
+    are in the order of its changes even when two writers' clocks differ, after the booking's last one."""
+    latest = max((event.at_ns for event in plan.events), default=now_ns - 1)
+    return max(now_ns, latest + 1, booking.last_event_ns + 1 if booking is not None else now_ns)
+
+
+def _check_units(units: int, field: str) -> int:
+    if units < 0:
+        raise invalid(field, f"must not be negative, got {units}")
+    if units > MAX_UNITS:
+        raise invalid(field, f"must be at most {MAX_UNITS}")
+    return units or 1
+
+
+@dataclasses.dataclass
+class Target:
+    """Where a claim goes: the resource's definition (or None), shape and the snapshot read for it."""
+
+    definition: Optional[StoredResource]
+    shape: Shape
+    snapshot: ReserveSnapshot
+
+    @property
+    def resource(self):
+        return self.definition.resource if self.definition is not None and self.definition.live else None
 
 
 class ReservationService:
-    def __init__(self, store):
+    def __init__(self, store: Store, clock: Callable[[], int] = time.time_ns):
         self.store = store
+        self.clock = clock
+        # Hints of definitions, to know which items to read; a shape never changes once stored,
+        # and every write re-reads the definition itself, so a stale hint only costs a re-read.
+        self.hints: dict = {}
 
-    def reserve(self, draft: Reservation, request_id: str = "") -> Reservation:
-        """Make a reservation unless it overlaps a live one of the same resource.
+    # ---- reserve ---------------------------------------------------------------------------
 
-        `draft.id` must be empty: ids are assigned here. UNKNOWN status means PENDING.
-        """
+    def reserve(self, caller: Caller, draft: Reservation, request_id: str = "",
+                hold_for_ns: Optional[int] = None) -> Reservation:
+        """Make a reservation unless it does not fit. `draft.id` must be empty: ids are assigned here."""
         if draft.id:
             raise invalid("reservation.id", "must be empty: the service assigns ids")
-        _check_text("reservation.user_id", draft.user_id, MAX_ID_LENGTH, required=True)
-        _check_text("reservation.resource_id", draft.resource_id, MAX_ID_LENGTH, required=True)
-        _check_text("reservation.note", draft.note, MAX_NOTE_LENGTH, required=False)
-        _check_text("request_id", request_id, MAX_ID_LENGTH, required=False)
-        if not MIN_NS <= draft.start_ns <= MAX_NS or not MIN_NS <= draft.end_ns <= MAX_NS:
-            raise invalid("reservation.start", "must lie in years 1 to 9999")
-        if draft.start_ns >= draft.end_ns:
-            raise invalid("reservation.end", "must be after reservation.start")
-        if draft.end_ns - draft.start_ns > MAX_DURATION_NS:
-            raise invalid("reservation.end", f"a reservation lasts at most {MAX_DURATION_NS // NANOS_PER_SECOND // 86400} days")
-        status = draft.status or Status.PENDING
-        wanted = Reservation(str(uuid.uuid4()), draft.user_id, draft.resource_id, Status(status),
-                             draft.start_ns, draft.end_ns, draft.note)
-        fingerprint = _fingerprint(wanted)
-        slots = slots_touched(wanted.start_ns, wanted.end_ns)
-
+        user_id = validate.name("reservation.user_id", draft.user_id)
+        resource_id = validate.name("reservation.resource_id", draft.resource_id)
+        validate.check_text("reservation.note", draft.note, validate.MAX_NOTE_LENGTH, required=False)
+        validate.check_text("request_id", request_id, validate.MAX_ID_LENGTH, required=False)
+        validate.window("reservation.start", "reservation.end", draft.start_ns, draft.end_ns)
+        status = Status(draft.status or Status.PENDING)
+        if status == Status.EXPIRED:
+            raise invalid("reservation.status", "EXPIRED is only ever set by the service")
+        if hold_for_ns is not None:
+            if hold_for_ns < 0:
+                raise invalid("hold_for", "must not be negative")
+            if status != Status.PENDING:
+                raise invalid("hold_for", f"only a PENDING reservation can be a hold, not {status.name}")
+        self._check_acting(caller, user_id)
+        units = _check_units(draft.units, "reservation.units")
+        wanted = Reservation(str(uuid.uuid4()), user_id, resource_id, status, draft.start_ns, draft.end_ns,
+                             draft.note, units)
+        fingerprint = _fingerprint(wanted, hold_for_ns)
+        maybe_written = False
         for attempt in range(WRITE_ATTEMPTS):
-            read = self._storage(self.store.read_for_reserve, wanted.resource_id, slots, wanted.user_id,
-                                 request_id or None)
-            if read.remembered is not None:
-                return self._replay(read.remembered, fingerprint, request_id)
-            claims = [claim for slot in read.slots for claim in slot.claims]
-            if any(claim.reservation_id == wanted.id for claim in claims):
-                return wanted  # an earlier attempt whose answer was lost did commit
-            conflicts = find_conflicts(claims, wanted.start_ns, wanted.end_ns, wanted.id)
-            if conflicts:
-                raise Conflict(wanted.resource_id, Claim("", wanted.start_ns, wanted.end_ns), conflicts)
-            if attempt == WRITE_ATTEMPTS - 1:
-                break
-            request = (request_id, fingerprint, int(time.time()) + REQUEST_ID_TTL_SECONDS) if request_id else None
+            now = self.clock()
             try:
-                self.store.insert(wanted, read, request)
-                return wanted
-            except (StaleWrite, OutcomeUnknown, RequestIdTaken):
+                target = self._target(caller.tenant, wanted, request_id)
+            except StorageUnavailable as error:
+                raise self._unknown_or_unavailable(maybe_written, wanted.id, request_id) from error
+            snapshot = target.snapshot
+            if snapshot.remembered is not None:
+                return self._replay(snapshot.remembered, fingerprint, request_id)
+            if maybe_written and self._committed(caller.tenant, wanted.id, request_id):
+                return self.get(caller, wanted.id)
+            rules.check_window(target.resource, target.shape, wanted.start_ns, wanted.end_ns, units, now,
+                               "reservation.start", "reservation.end", "reservation.units")
+            self._check_bookable(target, resource_id)
+            before, after = rules.padding(target.resource)
+            expires = rules.hold_expiry(target.resource, hold_for_ns, now) if status == Status.PENDING else 0
+            booking = Booking(dataclasses.replace(wanted, expires_at_ns=expires), 1, before, after,
+                              pooled=target.shape.pool)
+            plan = WritePlan(caller.tenant)
+            self._place(plan, target, booking, now, moving=None)
+            at = _next_event_time(plan, now)
+            booking = dataclasses.replace(booking, last_event_ns=at)
+            plan.create.append(booking)
+            if request_id:
+                plan.request = RequestRecord(request_id, fingerprint, booking.reservation,
+                                             int(time.time()) + REQUEST_ID_TTL_SECONDS)
+            self._raise_longest(plan, snapshot, booking)
+            plan.events.append(_event(ChangeKind.RESERVATION_CREATED, at, booking.reservation))
+            try:
+                self.store.commit(plan)
+                return booking.reservation
+            except StaleWrite:
                 _backoff(attempt)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {wanted.resource_id}; retry")
+            except OutcomeUnknown:
+                maybe_written = True
+                _backoff(attempt)
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; retry")
+
+    def _committed(self, tenant: str, reservation_id: str, request_id: str) -> bool:
+        """After a write whose answer was lost: did it commit? (a failed read: MaybeWritten)"""
+        for attempt in range(3):
+            try:
+                return self.store.get(tenant, reservation_id) is not None
+            except StorageUnavailable:
+                _backoff(attempt + 3)
+        raise self._unknown_or_unavailable(True, reservation_id, request_id)
 
     @staticmethod
-    def _storage(read, *arguments):
-        """Storage reads; their failure becomes UNAVAILABLE for the caller."""
-        try:
-            return read(*arguments)
-        except StorageUnavailable as error:
-            raise _unavailable() from error
+    def _unknown_or_unavailable(maybe_written: bool, reservation_id: str, request_id: str) -> ServiceError:
+        if not maybe_written:
+            return unavailable()
+        retry = f"retry with request_id {request_id}" if request_id else "retry with a request_id next time"
+        log.warning("write outcome unknown for reservation %s", reservation_id)
+        return MaybeWritten(f"storage failed while reserving: reservation {reservation_id} may have been made; "
+                            f"get it to find out, or {retry}", reservation_id, request_id)
 
     @staticmethod
     def _replay(remembered, fingerprint: str, request_id: str) -> Reservation:
@@ -149,81 +234,379 @@ class ReservationService:
                                f"request_id {request_id} was already used for a different reservation")
         return remembered.reservation
 
-    def query(self, spec: QuerySpec) -> Page:
-        """One page of the reservations matching every filter given (see chalicelib.query)."""
-        _check_text("user_id", spec.user_id, MAX_ID_LENGTH, required=False)
-        _check_text("resource_id", spec.resource_id, MAX_ID_LENGTH, required=False)
-        return self._storage(run_query, self.store, spec)
+    def _target(self, tenant: str, reservation: Reservation, request_id: str = "") -> Target:
+        """Read what placing `reservation` needs; read again when the hint about its resource was wrong."""
+        hint_key = (tenant, reservation.resource_id)
+        for _ in range(3):
+            hint = self.hints.get(hint_key)
+            shape, (before, after), lookback = _read_plan(hint)
+            read = ReserveRead(tenant, reservation.resource_id, shape, reservation.start_ns - before,
+                               reservation.end_ns + after, reservation.user_id, request_id, lookback)
+            snapshot = self.store.read_for_reserve(read)
+            definition = snapshot.definition
+            if definition is not None:
+                self.hints[hint_key] = definition
+            else:
+                self.hints.pop(hint_key, None)
+            fresh_shape, fresh_padding, fresh_lookback = _read_plan(definition)
+            if (fresh_shape, fresh_padding) == (shape, (before, after)) and lookback >= fresh_lookback:
+                return Target(definition, shape, snapshot)
+        raise ServiceError(Code.ABORTED, f"resource {reservation.resource_id} is being redefined; retry")
 
-    def get(self, reservation_id: str) -> Reservation:
-        return self._load(reservation_id).reservation
+    @staticmethod
+    def _check_bookable(target: Target, resource_id: str) -> None:
+        if target.shape.pool and target.resource is None:
+            raise failed(f"resource {resource_id} was deleted; define it again to reserve it")
 
-    def confirm(self, reservation_id: str) -> Reservation:
-        """PENDING becomes CONFIRMED; CONFIRMED stays; BLOCKED cannot be confirmed."""
-        def confirmed(current: Reservation) -> Optional[Reservation]:
+    def _place(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int,
+               moving: Optional[Booking]) -> None:
+        """Add to `plan` what claims `booking`'s padded window (raises Conflict when it does not fit).
+
+        `moving` is the booking being rescheduled: it is not in its own way, and its old claim is released.
+        """
+        if target.definition is None:
+            plan.definitions.append(DefinitionWrite(
+                StoredResource(_undefined(booking.reservation.resource_id), Shape(), defined=False), expected_rev=0))
+        if target.shape.pool:
+            self._place_in_pool(plan, target, booking, now_ns, moving)
+        else:
+            self._place_exclusive(plan, target, booking, now_ns)
+
+    def _place_exclusive(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int) -> None:
+        snapshot = target.snapshot
+        reservation = booking.reservation
+        blocking, displaceable = find_conflicts(snapshot.neighbours, booking, now_ns)
+        if blocking:
+            total = len(blocking) if not snapshot.more_neighbours else NEIGHBOUR_LIMIT
+            raise Conflict(reservation.resource_id, reservation, blocking, total)
+        for extra in displaceable[DISPLACE_LIMIT:]:
+            self._expire_one(plan.tenant, extra, target.shape)  # each alone; guards need no bump to free time
+        self._displace(plan, displaceable[:DISPLACE_LIMIT], now_ns)
+        plan.guards += [GuardBump(reservation.resource_id, index, snapshot.guards.get(index, 0))
+                        for index in target.shape.slots(booking.padded_start_ns, booking.padded_end_ns)]
+
+    def _place_in_pool(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int,
+                       moving: Optional[Booking]) -> None:
+        definition, shape, snapshot = target.definition, target.shape, target.snapshot
+        reservation = booking.reservation
+        capacity = definition.resource.capacity
+        wanted = units_by_cell(booking, shape)
+        released = {}
+        if moving is not None and moving.reservation.resource_id == reservation.resource_id:
+            released = {cell: -units for cell, units in units_by_cell(moving, shape).items()}
+        displaced = []
+        full = self._first_full(shape, snapshot.buckets, capacity, merge_bucket_deltas(shape, wanted, released))
+        if full is not None:
+            in_window = list(self._pool_bookings(plan.tenant, definition, booking))
+            displaced = [other for other in in_window if other.reservation.expired(now_ns)
+                         and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
+                         and (moving is None or other.reservation.id != moving.reservation.id)][:DISPLACE_LIMIT]
+            freed = [{cell: -units for cell, units in units_by_cell(other, shape).items()} for other in displaced]
+            merged = merge_bucket_deltas(shape, wanted, released, *freed)
+            full = self._first_full(shape, snapshot.buckets, capacity, merged)
+            if full is not None:
+                cell_start, cell_end, free = full
+                blocking = [other for other in in_window if other.overlaps(cell_start, cell_end)
+                            and not other.reservation.expired(now_ns)
+                            and (moving is None or other.reservation.id != moving.reservation.id)]
+                raise Conflict(reservation.resource_id, reservation, blocking, len(blocking),
+                               (cell_start, cell_end), free, capacity)
+        freed = [{cell: -units for cell, units in units_by_cell(other, shape).items()} for other in displaced]
+        self._displace(plan, displaced, now_ns)
+        created = False
+        for index, cells in sorted(merge_bucket_deltas(shape, wanted, released, *freed).items()):
+            bucket = snapshot.buckets.get(index)
+            exists = bucket is not None and bucket.exists
+            cap = bucket.cap if exists else capacity
+            plan.buckets.append(BucketChange(reservation.resource_id, shape, index, tuple(sorted(cells.items())),
+                                             cap, min(cap, capacity), create=not exists))
+            created = created or not exists
+        padded = booking.padded_end_ns - booking.padded_start_ns
+        if created or padded > definition.longest_ns:
+            plan.checks.append(DefinitionCheck(reservation.resource_id, definition.crev,
+                                               padded if padded > definition.longest_ns else 0))
+
+    @staticmethod
+    def _first_full(shape: Shape, buckets: dict, capacity: int, merged: dict) -> Optional[tuple]:
+        """(cell start, cell end, units free) of the first cell the deltas would overfill, or None."""
+        for index in sorted(merged):
+            bucket = buckets.get(index)
+            limit = min(bucket.cap, capacity) if bucket is not None and bucket.exists else capacity
+            for cell, delta in sorted(merged[index].items()):
+                used = bucket.used_at(cell) if bucket is not None else 0
+                if delta > 0 and used + delta > limit:
+                    end = shape.grid.next_point(cell + 1)
+                    return cell, end, max(0, limit - used)
+        return None
+
+    def _pool_bookings(self, tenant: str, definition: StoredResource, booking: Booking):
+        """The pool's bookings that may overlap `booking` (looking back by its longest claim)."""
+        low = start_key_bound(booking.padded_start_ns - definition.longest_ns - definition.max_buffer_before_ns)
+        high = start_key_bound(booking.padded_end_ns + definition.max_buffer_before_ns)
+        for other in self.store.bookings(tenant, booking.reservation.resource_id, low, high, False, 100):
+            if other.overlaps(booking.padded_start_ns, booking.padded_end_ns):
+                yield other
+
+    @staticmethod
+    def _displace(plan: WritePlan, holds: list, now_ns: int) -> None:
+        """Remove expired holds in the same write that takes their time (a pool's deltas already free their units)."""
+        for hold in holds:
+            plan.remove.append(hold)
+            plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now_ns, hold),
+                                      hold.reservation.seen_at(now_ns), hold.reservation))
+
+    def _raise_longest(self, plan: WritePlan, snapshot: ReserveSnapshot, booking: Booking) -> None:
+        duration = booking.reservation.end_ns - booking.reservation.start_ns
+        if duration > snapshot.user_longest_ns:
+            plan.longest.append(LongestRaise(booking.reservation.user_id, duration, snapshot.user_longest_ns))
+        if duration > snapshot.tenant_longest_ns:
+            plan.longest.append(LongestRaise("", duration, snapshot.tenant_longest_ns))
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def get(self, caller: Caller, reservation_id: str) -> Reservation:
+        return self._load(caller, reservation_id).reservation.seen_at(self.clock())
+
+    def _load(self, caller: Caller, reservation_id: str) -> Booking:
+        validate.reservation_id(reservation_id)
+        try:
+            found = self.store.get(caller.tenant, reservation_id)
+        except StorageUnavailable as error:
+            raise unavailable() from error
+        if found is None:
+            raise not_found("reservation", reservation_id)
+        return found
+
+    @staticmethod
+    def _check_acting(caller: Caller, user_id: str) -> None:
+        if caller.acting_user and caller.acting_user != user_id:
+            raise ServiceError(Code.PERMISSION_DENIED,
+                               f"acting as user {caller.acting_user}: cannot change reservations of another user")
+
+    # ---- changes of one reservation -----------------------------------------------------------
+
+    def confirm(self, caller: Caller, reservation_id: str) -> Reservation:
+        """PENDING becomes CONFIRMED (a hold stops expiring); CONFIRMED stays; BLOCKED and EXPIRED cannot."""
+
+        def confirmed(current: Reservation, now_ns: int) -> Optional[Reservation]:
+            if current.expired(now_ns):
+                raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(current.expires_at_ns)}")
             if current.status == Status.BLOCKED:
-                raise ServiceError(Code.FAILED_PRECONDITION,
-                                   f"reservation {reservation_id} is BLOCKED and cannot be confirmed")
+                raise failed(f"reservation {reservation_id} is BLOCKED and cannot be confirmed")
             if current.status == Status.CONFIRMED:
                 return None
-            return dataclasses.replace(current, status=Status.CONFIRMED)
-        return self._change(reservation_id, confirmed)
+            return dataclasses.replace(current, status=Status.CONFIRMED, expires_at_ns=0)
 
-    def update(self, reservation_id: str, status: Status, note: Optional[str]) -> Reservation:
-        """Set status (UNKNOWN: keep it) and/or note (None: keep it, "": clear it)."""
+        return self._change(caller, reservation_id, confirmed, ChangeKind.RESERVATION_CONFIRMED)
+
+    def update(self, caller: Caller, reservation_id: str, status: Status, note: Optional[str]) -> Reservation:
+        """Set status (UNKNOWN: keep it) and/or note (None: keep it, "": clear it). An expired hold cannot."""
+        if status == Status.EXPIRED:
+            raise invalid("status", "EXPIRED is only ever set by the service")
         if note is not None:
-            _check_text("note", note, MAX_NOTE_LENGTH, required=False)
+            validate.check_text("note", note, validate.MAX_NOTE_LENGTH, required=False)
 
-        def updated(current: Reservation) -> Optional[Reservation]:
-            changed = dataclasses.replace(current, status=status or current.status,
-                            note=current.note if note is None else note)
+        def updated(current: Reservation, now_ns: int) -> Optional[Reservation]:
+            if current.expired(now_ns):
+                raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(current.expires_at_ns)}")
+            new_status = status or current.status
+            expires = current.expires_at_ns if new_status == Status.PENDING else 0
+            changed = dataclasses.replace(current, status=new_status, expires_at_ns=expires,
+                                          note=current.note if note is None else note)
             return None if changed == current else changed
-        return self._change(reservation_id, updated)
 
-    def cancel(self, reservation_id: str) -> Reservation:
-        """Delete the reservation and free its time at once; answers it as it was."""
+        return self._change(caller, reservation_id, updated, ChangeKind.RESERVATION_UPDATED)
+
+    def _change(self, caller: Caller, reservation_id: str, rule, kind: ChangeKind) -> Reservation:
+        """Read, apply `rule` (None: nothing to change), write back if unchanged meanwhile."""
+        intended = None
+        for attempt in range(WRITE_ATTEMPTS):
+            now = self.clock()
+            current = self._load_after(caller, reservation_id, intended)
+            if intended is not None and current.rev == intended.rev:
+                return intended.reservation  # the write whose answer was lost did commit
+            self._check_acting(caller, current.reservation.user_id)
+            changed = rule(current.reservation, now)
+            if changed is None:
+                return current.reservation.seen_at(now)
+            plan = WritePlan(caller.tenant)
+            at = _next_event_time(plan, now, current)
+            stored = dataclasses.replace(current, reservation=changed, rev=current.rev + 1, last_event_ns=at)
+            plan.change.append((current, stored))
+            plan.events.append(_event(kind, at, changed, current.reservation))
+            try:
+                self.store.commit(plan)
+                return changed
+            except StaleWrite:
+                intended = None
+                _backoff(attempt)
+            except OutcomeUnknown:
+                intended = stored
+                _backoff(attempt)
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
+
+    def _load_after(self, caller: Caller, reservation_id: str, intended: Optional[Booking]) -> Booking:
+        """The reservation as stored; after a lost answer, a failing read means 'may have happened'."""
+        if intended is None:
+            return self._load(caller, reservation_id)
+        for attempt in range(3):
+            try:
+                found = self.store.get(caller.tenant, reservation_id)
+            except StorageUnavailable:
+                _backoff(attempt + 3)
+                continue
+            if found is None:
+                raise not_found("reservation", reservation_id)
+            return found
+        raise MaybeWritten(f"storage failed while changing reservation {reservation_id}: the change may have "
+                           f"been applied; get it to find out", reservation_id)
+
+    def cancel(self, caller: Caller, reservation_id: str) -> Reservation:
+        """Delete the reservation and free its time at once; answers it as it was (an expired hold too)."""
         # Set once a delete failed: it may have been applied all the same (an answer lost and the
         # call retried by botocore fails its condition), or a concurrent cancel won. Either way, if
         # the reservation is gone on the next read, this cancel's request is fulfilled.
         maybe_deleted = None
         for attempt in range(WRITE_ATTEMPTS):
+            now = self.clock()
             try:
-                current = self._load(reservation_id)
+                current = self._load_after(caller, reservation_id, maybe_deleted)
             except ServiceError as error:
                 if error.code is Code.NOT_FOUND and maybe_deleted is not None:
-                    return maybe_deleted
+                    return maybe_deleted.reservation.seen_at(now)
                 raise
+            self._check_acting(caller, current.reservation.user_id)
+            seen = current.reservation.seen_at(now)
+            plan = WritePlan(caller.tenant, remove=[current])
+            plan.events.append(_event(ChangeKind.RESERVATION_CANCELLED, _next_event_time(plan, now, current), seen,
+                                      current.reservation))
+            self._release(plan, current)
             try:
-                self.store.delete(current)
-                return current.reservation
+                self.store.commit(plan)
+                return seen
             except (StaleWrite, OutcomeUnknown):
-                maybe_deleted = current.reservation
+                maybe_deleted = current
                 _backoff(attempt)
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
 
-    def _load(self, reservation_id: str) -> Versioned:
-        check_reservation_id(reservation_id)
-        found = self._storage(self.store.get, reservation_id)
-        if found is None:
-            raise not_found(reservation_id)
-        return found
+    def _release(self, plan: WritePlan, booking: Booking) -> None:
+        """Give back a pool booking's units (an exclusive one frees its time by disappearing)."""
+        if not booking.pooled:
+            return
+        hint = self._shape_of(plan.tenant, booking.reservation.resource_id)
+        for index, cells in merge_bucket_deltas(hint, {cell: -units for cell, units in
+                                                       units_by_cell(booking, hint).items()}).items():
+            plan.buckets.append(BucketChange(booking.reservation.resource_id, hint, index,
+                                             tuple(sorted(cells.items())), 0, 0, create=False))
 
-    def _change(self, reservation_id: str, rule) -> Reservation:
-        """Read, apply `rule` (None: nothing to change), write back if unchanged meanwhile."""
+    def pool_lookback(self, tenant: str, resource_id: str) -> Optional[int]:
+        """How long before a window a pool's bookings may start and still overlap it (None: not a pool)."""
+        if not self._shape_of(tenant, resource_id).pool:
+            return None
+        try:
+            definition = self.store.read_definition(tenant, resource_id)
+        except StorageUnavailable as error:
+            raise unavailable() from error
+        return definition.longest_ns if definition is not None else 0
+
+    def _shape_of(self, tenant: str, resource_id: str) -> Shape:
+        hint = self.hints.get((tenant, resource_id))
+        if hint is None:
+            try:
+                hint = self.store.read_definition(tenant, resource_id)
+            except StorageUnavailable as error:
+                raise unavailable() from error
+            if hint is None:
+                return Shape()
+            self.hints[(tenant, resource_id)] = hint
+        return hint.shape
+
+    # ---- reschedule -------------------------------------------------------------------------------
+
+    def reschedule(self, caller: Caller, reservation_id: str, start_ns: int, end_ns: int,
+                   resource_id: str = "") -> Reservation:
+        """Move a reservation (id, user, status, note, units, hold expiry kept) in one write:
+        the new window is claimed and the old one released together, or nothing changes."""
+        validate.window("start", "end", start_ns, end_ns)
+        if resource_id:
+            resource_id = validate.name("resource_id", resource_id)
+        intended = None
         for attempt in range(WRITE_ATTEMPTS):
-            current = self._load(reservation_id)
-            changed = rule(current.reservation)
-            if changed is None:
-                return current.reservation
+            now = self.clock()
+            current = self._load_after(caller, reservation_id, intended)
+            if intended is not None and current.rev == intended.rev:
+                return intended.reservation
+            self._check_acting(caller, current.reservation.user_id)
+            old = current.reservation
+            if old.expired(now):
+                raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(old.expires_at_ns)}")
+            moved = dataclasses.replace(old, start_ns=start_ns, end_ns=end_ns, resource_id=resource_id or old.resource_id)
+            if moved == old:
+                return old
             try:
-                self.store.replace(current, changed)
-                return changed
-            except (StaleWrite, OutcomeUnknown):
+                target = self._target(caller.tenant, moved)
+            except StorageUnavailable as error:
+                raise unavailable() from error
+            rules.check_window(target.resource, target.shape, start_ns, end_ns, old.units, now, "start", "end",
+                               "units")
+            self._check_bookable(target, moved.resource_id)
+            before, after = rules.padding(target.resource)
+            stored = Booking(moved, current.rev + 1, before, after, pooled=target.shape.pool)
+            plan = WritePlan(caller.tenant)
+            if old.resource_id != moved.resource_id:
+                self._release(plan, current)
+            self._place(plan, target, stored, now, moving=current)
+            at = _next_event_time(plan, now, current)
+            stored = dataclasses.replace(stored, last_event_ns=at)
+            plan.change.append((current, stored))
+            self._raise_longest(plan, target.snapshot, stored)
+            plan.events.append(_event(ChangeKind.RESERVATION_RESCHEDULED, at, moved, old))
+            try:
+                self.store.commit(plan)
+                return moved
+            except StaleWrite:
+                intended = None
+                _backoff(attempt)
+            except OutcomeUnknown:
+                intended = stored
                 _backoff(attempt)
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
 
+    # ---- expiry ---------------------------------------------------------------------------------------
 
-def _unavailable() -> ServiceError:
-    """Logged with its cause for operators; the caller only learns to retry."""
-    log.warning("storage unavailable", exc_info=True)
-    return ServiceError(Code.UNAVAILABLE, "storage is temporarily unavailable; retry")
+    def sweep_expired(self, limit: int = 500) -> int:
+        """Remove holds that expired (the scheduled sweep): returns how many were removed."""
+        now = self.clock()
+        removed = 0
+        for tenant, booking in self.store.expired_holds(now, 100):
+            if removed >= limit:
+                break
+            if booking.reservation.expired(now):
+                removed += self._expire_one(tenant, booking, self._shape_of(tenant, booking.reservation.resource_id))
+        return removed
+
+    def _expire_one(self, tenant: str, hold: Booking, shape: Shape) -> int:
+        """Remove one expired hold, if it is still the one read; 1 when removed."""
+        now = self.clock()
+        plan = WritePlan(tenant, remove=[hold])
+        plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now, hold),
+                                  hold.reservation.seen_at(now), hold.reservation))
+        self._release(plan, hold)
+        try:
+            self.store.commit(plan)
+            return 1
+        except (StaleWrite, OutcomeUnknown):
+            return 0  # confirmed, cancelled or expired by someone else meanwhile (or retried next sweep)
+
+
+
+def _undefined(resource_id: str) -> Resource:
+    return Resource(resource_id)
+
+
+def _read_plan(definition: Optional[StoredResource]) -> tuple:
+    """(shape, (buffer_before, buffer_after), neighbour lookback) that a definition asks a read for."""
+    if definition is None:
+        return Shape(), (0, 0), 0
+    live = definition.resource if definition.live else None
+    return definition.shape, rules.padding(live), definition.max_buffer_before_ns

@@ -38,6 +38,33 @@ class ReservationService(Protocol):
     async def filter(self, request: reservation__pb2.FilterRequest, ctx: RequestContext) -> reservation__pb2.FilterResponse:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
+    async def define_resource(self, request: reservation__pb2.DefineResourceRequest, ctx: RequestContext) -> reservation__pb2.DefineResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def get_resource(self, request: reservation__pb2.GetResourceRequest, ctx: RequestContext) -> reservation__pb2.GetResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def list_resources(self, request: reservation__pb2.ListResourcesRequest, ctx: RequestContext) -> reservation__pb2.ListResourcesResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def delete_resource(self, request: reservation__pb2.DeleteResourceRequest, ctx: RequestContext) -> reservation__pb2.DeleteResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def reschedule(self, request: reservation__pb2.RescheduleRequest, ctx: RequestContext) -> reservation__pb2.RescheduleResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def availability(self, request: reservation__pb2.AvailabilityRequest, ctx: RequestContext) -> reservation__pb2.AvailabilityResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def find_slots(self, request: reservation__pb2.FindSlotsRequest, ctx: RequestContext) -> reservation__pb2.FindSlotsResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    async def changes(self, request: reservation__pb2.ChangesRequest, ctx: RequestContext) -> reservation__pb2.ChangesResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
+    def listen(self, request: reservation__pb2.ListenRequest, ctx: RequestContext) -> AsyncIterator[reservation__pb2.ChangeEvent]:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+
 
 class ReservationServiceASGIApplication(ConnectASGIApplication[ReservationService]):
     def __init__(self, service: ReservationService | AsyncGenerator[ReservationService], *, interceptors: Iterable[Interceptor]=(), read_max_bytes: int | None = None, compressions: Iterable[Compression] | None = None) -> None:
@@ -113,6 +140,96 @@ class ReservationServiceASGIApplication(ConnectASGIApplication[ReservationServic
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                     ),
                     function=svc.filter,
+                ),
+                "/reservation.ReservationService/define_resource": Endpoint.unary(
+                    method=MethodInfo(
+                        name="define_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.DefineResourceRequest,
+                        output=reservation__pb2.DefineResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.define_resource,
+                ),
+                "/reservation.ReservationService/get_resource": Endpoint.unary(
+                    method=MethodInfo(
+                        name="get_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.GetResourceRequest,
+                        output=reservation__pb2.GetResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.get_resource,
+                ),
+                "/reservation.ReservationService/list_resources": Endpoint.unary(
+                    method=MethodInfo(
+                        name="list_resources",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ListResourcesRequest,
+                        output=reservation__pb2.ListResourcesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.list_resources,
+                ),
+                "/reservation.ReservationService/delete_resource": Endpoint.unary(
+                    method=MethodInfo(
+                        name="delete_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.DeleteResourceRequest,
+                        output=reservation__pb2.DeleteResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.delete_resource,
+                ),
+                "/reservation.ReservationService/reschedule": Endpoint.unary(
+                    method=MethodInfo(
+                        name="reschedule",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.RescheduleRequest,
+                        output=reservation__pb2.RescheduleResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.reschedule,
+                ),
+                "/reservation.ReservationService/availability": Endpoint.unary(
+                    method=MethodInfo(
+                        name="availability",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.AvailabilityRequest,
+                        output=reservation__pb2.AvailabilityResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.availability,
+                ),
+                "/reservation.ReservationService/find_slots": Endpoint.unary(
+                    method=MethodInfo(
+                        name="find_slots",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.FindSlotsRequest,
+                        output=reservation__pb2.FindSlotsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.find_slots,
+                ),
+                "/reservation.ReservationService/changes": Endpoint.unary(
+                    method=MethodInfo(
+                        name="changes",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ChangesRequest,
+                        output=reservation__pb2.ChangesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.changes,
+                ),
+                "/reservation.ReservationService/listen": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="listen",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ListenRequest,
+                        output=reservation__pb2.ChangeEvent,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=svc.listen,
                 ),
             },
             interceptors=interceptors,
@@ -267,6 +384,186 @@ class ReservationServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
         )
 
+    async def define_resource(
+        self,
+        request: reservation__pb2.DefineResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.DefineResourceResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="define_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.DefineResourceRequest,
+                output=reservation__pb2.DefineResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def get_resource(
+        self,
+        request: reservation__pb2.GetResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.GetResourceResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="get_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.GetResourceRequest,
+                output=reservation__pb2.GetResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def list_resources(
+        self,
+        request: reservation__pb2.ListResourcesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.ListResourcesResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="list_resources",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ListResourcesRequest,
+                output=reservation__pb2.ListResourcesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def delete_resource(
+        self,
+        request: reservation__pb2.DeleteResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.DeleteResourceResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="delete_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.DeleteResourceRequest,
+                output=reservation__pb2.DeleteResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def reschedule(
+        self,
+        request: reservation__pb2.RescheduleRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.RescheduleResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="reschedule",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.RescheduleRequest,
+                output=reservation__pb2.RescheduleResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def availability(
+        self,
+        request: reservation__pb2.AvailabilityRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.AvailabilityResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="availability",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.AvailabilityRequest,
+                output=reservation__pb2.AvailabilityResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def find_slots(
+        self,
+        request: reservation__pb2.FindSlotsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.FindSlotsResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="find_slots",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.FindSlotsRequest,
+                output=reservation__pb2.FindSlotsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    async def changes(
+        self,
+        request: reservation__pb2.ChangesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.ChangesResponse:
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="changes",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ChangesRequest,
+                output=reservation__pb2.ChangesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def listen(
+        self,
+        request: reservation__pb2.ListenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[reservation__pb2.ChangeEvent]:
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="listen",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ListenRequest,
+                output=reservation__pb2.ChangeEvent,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
 
 class ReservationServiceSync(Protocol):
     def reserve(self, request: reservation__pb2.ReserveRequest, ctx: RequestContext) -> reservation__pb2.ReserveResponse:
@@ -282,6 +579,24 @@ class ReservationServiceSync(Protocol):
     def query(self, request: reservation__pb2.QueryRequest, ctx: RequestContext) -> Iterator[reservation__pb2.Reservation]:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
     def filter(self, request: reservation__pb2.FilterRequest, ctx: RequestContext) -> reservation__pb2.FilterResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def define_resource(self, request: reservation__pb2.DefineResourceRequest, ctx: RequestContext) -> reservation__pb2.DefineResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def get_resource(self, request: reservation__pb2.GetResourceRequest, ctx: RequestContext) -> reservation__pb2.GetResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def list_resources(self, request: reservation__pb2.ListResourcesRequest, ctx: RequestContext) -> reservation__pb2.ListResourcesResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def delete_resource(self, request: reservation__pb2.DeleteResourceRequest, ctx: RequestContext) -> reservation__pb2.DeleteResourceResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def reschedule(self, request: reservation__pb2.RescheduleRequest, ctx: RequestContext) -> reservation__pb2.RescheduleResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def availability(self, request: reservation__pb2.AvailabilityRequest, ctx: RequestContext) -> reservation__pb2.AvailabilityResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def find_slots(self, request: reservation__pb2.FindSlotsRequest, ctx: RequestContext) -> reservation__pb2.FindSlotsResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def changes(self, request: reservation__pb2.ChangesRequest, ctx: RequestContext) -> reservation__pb2.ChangesResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
+    def listen(self, request: reservation__pb2.ListenRequest, ctx: RequestContext) -> Iterator[reservation__pb2.ChangeEvent]:
         raise ConnectError(Code.UNIMPLEMENTED, "Not implemented")
 
 
@@ -358,6 +673,96 @@ class ReservationServiceWSGIApplication(ConnectWSGIApplication):
                         idempotency_level=IdempotencyLevel.UNKNOWN,
                     ),
                     function=service.filter,
+                ),
+                "/reservation.ReservationService/define_resource": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="define_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.DefineResourceRequest,
+                        output=reservation__pb2.DefineResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.define_resource,
+                ),
+                "/reservation.ReservationService/get_resource": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="get_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.GetResourceRequest,
+                        output=reservation__pb2.GetResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.get_resource,
+                ),
+                "/reservation.ReservationService/list_resources": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="list_resources",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ListResourcesRequest,
+                        output=reservation__pb2.ListResourcesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.list_resources,
+                ),
+                "/reservation.ReservationService/delete_resource": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="delete_resource",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.DeleteResourceRequest,
+                        output=reservation__pb2.DeleteResourceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.delete_resource,
+                ),
+                "/reservation.ReservationService/reschedule": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="reschedule",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.RescheduleRequest,
+                        output=reservation__pb2.RescheduleResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.reschedule,
+                ),
+                "/reservation.ReservationService/availability": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="availability",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.AvailabilityRequest,
+                        output=reservation__pb2.AvailabilityResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.availability,
+                ),
+                "/reservation.ReservationService/find_slots": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="find_slots",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.FindSlotsRequest,
+                        output=reservation__pb2.FindSlotsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.find_slots,
+                ),
+                "/reservation.ReservationService/changes": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="changes",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ChangesRequest,
+                        output=reservation__pb2.ChangesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.changes,
+                ),
+                "/reservation.ReservationService/listen": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="listen",
+                        service_name="reservation.ReservationService",
+                        input=reservation__pb2.ListenRequest,
+                        output=reservation__pb2.ChangeEvent,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                    ),
+                    function=service.listen,
                 ),
             },
             interceptors=interceptors,
@@ -506,6 +911,186 @@ class ReservationServiceClientSync(ConnectClientSync):
                 service_name="reservation.ReservationService",
                 input=reservation__pb2.FilterRequest,
                 output=reservation__pb2.FilterResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def define_resource(
+        self,
+        request: reservation__pb2.DefineResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.DefineResourceResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="define_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.DefineResourceRequest,
+                output=reservation__pb2.DefineResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def get_resource(
+        self,
+        request: reservation__pb2.GetResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.GetResourceResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="get_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.GetResourceRequest,
+                output=reservation__pb2.GetResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def list_resources(
+        self,
+        request: reservation__pb2.ListResourcesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.ListResourcesResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="list_resources",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ListResourcesRequest,
+                output=reservation__pb2.ListResourcesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def delete_resource(
+        self,
+        request: reservation__pb2.DeleteResourceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.DeleteResourceResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="delete_resource",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.DeleteResourceRequest,
+                output=reservation__pb2.DeleteResourceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def reschedule(
+        self,
+        request: reservation__pb2.RescheduleRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.RescheduleResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="reschedule",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.RescheduleRequest,
+                output=reservation__pb2.RescheduleResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def availability(
+        self,
+        request: reservation__pb2.AvailabilityRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.AvailabilityResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="availability",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.AvailabilityRequest,
+                output=reservation__pb2.AvailabilityResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def find_slots(
+        self,
+        request: reservation__pb2.FindSlotsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.FindSlotsResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="find_slots",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.FindSlotsRequest,
+                output=reservation__pb2.FindSlotsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def changes(
+        self,
+        request: reservation__pb2.ChangesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> reservation__pb2.ChangesResponse:
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="changes",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ChangesRequest,
+                output=reservation__pb2.ChangesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+
+    def listen(
+        self,
+        request: reservation__pb2.ListenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+    ) -> Iterator[reservation__pb2.ChangeEvent]:
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="listen",
+                service_name="reservation.ReservationService",
+                input=reservation__pb2.ListenRequest,
+                output=reservation__pb2.ChangeEvent,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
             ),
             headers=headers,

@@ -69,6 +69,51 @@ class ReservationServiceStub:
                 request_serializer=reservation__pb2.FilterRequest.SerializeToString,
                 response_deserializer=reservation__pb2.FilterResponse.FromString,
                 _registered_method=True)
+        self.define_resource = channel.unary_unary(
+                '/reservation.ReservationService/define_resource',
+                request_serializer=reservation__pb2.DefineResourceRequest.SerializeToString,
+                response_deserializer=reservation__pb2.DefineResourceResponse.FromString,
+                _registered_method=True)
+        self.get_resource = channel.unary_unary(
+                '/reservation.ReservationService/get_resource',
+                request_serializer=reservation__pb2.GetResourceRequest.SerializeToString,
+                response_deserializer=reservation__pb2.GetResourceResponse.FromString,
+                _registered_method=True)
+        self.list_resources = channel.unary_unary(
+                '/reservation.ReservationService/list_resources',
+                request_serializer=reservation__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=reservation__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
+        self.delete_resource = channel.unary_unary(
+                '/reservation.ReservationService/delete_resource',
+                request_serializer=reservation__pb2.DeleteResourceRequest.SerializeToString,
+                response_deserializer=reservation__pb2.DeleteResourceResponse.FromString,
+                _registered_method=True)
+        self.reschedule = channel.unary_unary(
+                '/reservation.ReservationService/reschedule',
+                request_serializer=reservation__pb2.RescheduleRequest.SerializeToString,
+                response_deserializer=reservation__pb2.RescheduleResponse.FromString,
+                _registered_method=True)
+        self.availability = channel.unary_unary(
+                '/reservation.ReservationService/availability',
+                request_serializer=reservation__pb2.AvailabilityRequest.SerializeToString,
+                response_deserializer=reservation__pb2.AvailabilityResponse.FromString,
+                _registered_method=True)
+        self.find_slots = channel.unary_unary(
+                '/reservation.ReservationService/find_slots',
+                request_serializer=reservation__pb2.FindSlotsRequest.SerializeToString,
+                response_deserializer=reservation__pb2.FindSlotsResponse.FromString,
+                _registered_method=True)
+        self.changes = channel.unary_unary(
+                '/reservation.ReservationService/changes',
+                request_serializer=reservation__pb2.ChangesRequest.SerializeToString,
+                response_deserializer=reservation__pb2.ChangesResponse.FromString,
+                _registered_method=True)
+        self.listen = channel.unary_stream(
+                '/reservation.ReservationService/listen',
+                request_serializer=reservation__pb2.ListenRequest.SerializeToString,
+                response_deserializer=reservation__pb2.ChangeEvent.FromString,
+                _registered_method=True)
 
 
 class ReservationServiceServicer:
@@ -119,6 +164,66 @@ class ReservationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def define_resource(self, request, context):
+        """added: resources and their rules
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def get_resource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def list_resources(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def delete_resource(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def reschedule(self, request, context):
+        """added: move a reservation in one transaction
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def availability(self, request, context):
+        """added: free/busy and bookable slots
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def find_slots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def changes(self, request, context):
+        """added: the change feed. `changes` pages through it; `listen` streams it
+        (on Lambda a long poll: the stream ends within the time limit and its
+        trailer "cursor" tells where to resume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def listen(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReservationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +261,51 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.filter,
                     request_deserializer=reservation__pb2.FilterRequest.FromString,
                     response_serializer=reservation__pb2.FilterResponse.SerializeToString,
+            ),
+            'define_resource': grpc.unary_unary_rpc_method_handler(
+                    servicer.define_resource,
+                    request_deserializer=reservation__pb2.DefineResourceRequest.FromString,
+                    response_serializer=reservation__pb2.DefineResourceResponse.SerializeToString,
+            ),
+            'get_resource': grpc.unary_unary_rpc_method_handler(
+                    servicer.get_resource,
+                    request_deserializer=reservation__pb2.GetResourceRequest.FromString,
+                    response_serializer=reservation__pb2.GetResourceResponse.SerializeToString,
+            ),
+            'list_resources': grpc.unary_unary_rpc_method_handler(
+                    servicer.list_resources,
+                    request_deserializer=reservation__pb2.ListResourcesRequest.FromString,
+                    response_serializer=reservation__pb2.ListResourcesResponse.SerializeToString,
+            ),
+            'delete_resource': grpc.unary_unary_rpc_method_handler(
+                    servicer.delete_resource,
+                    request_deserializer=reservation__pb2.DeleteResourceRequest.FromString,
+                    response_serializer=reservation__pb2.DeleteResourceResponse.SerializeToString,
+            ),
+            'reschedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.reschedule,
+                    request_deserializer=reservation__pb2.RescheduleRequest.FromString,
+                    response_serializer=reservation__pb2.RescheduleResponse.SerializeToString,
+            ),
+            'availability': grpc.unary_unary_rpc_method_handler(
+                    servicer.availability,
+                    request_deserializer=reservation__pb2.AvailabilityRequest.FromString,
+                    response_serializer=reservation__pb2.AvailabilityResponse.SerializeToString,
+            ),
+            'find_slots': grpc.unary_unary_rpc_method_handler(
+                    servicer.find_slots,
+                    request_deserializer=reservation__pb2.FindSlotsRequest.FromString,
+                    response_serializer=reservation__pb2.FindSlotsResponse.SerializeToString,
+            ),
+            'changes': grpc.unary_unary_rpc_method_handler(
+                    servicer.changes,
+                    request_deserializer=reservation__pb2.ChangesRequest.FromString,
+                    response_serializer=reservation__pb2.ChangesResponse.SerializeToString,
+            ),
+            'listen': grpc.unary_stream_rpc_method_handler(
+                    servicer.listen,
+                    request_deserializer=reservation__pb2.ListenRequest.FromString,
+                    response_serializer=reservation__pb2.ChangeEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +497,249 @@ class ReservationService:
             '/reservation.ReservationService/filter',
             reservation__pb2.FilterRequest.SerializeToString,
             reservation__pb2.FilterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def define_resource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/define_resource',
+            reservation__pb2.DefineResourceRequest.SerializeToString,
+            reservation__pb2.DefineResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def get_resource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/get_resource',
+            reservation__pb2.GetResourceRequest.SerializeToString,
+            reservation__pb2.GetResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def list_resources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/list_resources',
+            reservation__pb2.ListResourcesRequest.SerializeToString,
+            reservation__pb2.ListResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def delete_resource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/delete_resource',
+            reservation__pb2.DeleteResourceRequest.SerializeToString,
+            reservation__pb2.DeleteResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def reschedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/reschedule',
+            reservation__pb2.RescheduleRequest.SerializeToString,
+            reservation__pb2.RescheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def availability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/availability',
+            reservation__pb2.AvailabilityRequest.SerializeToString,
+            reservation__pb2.AvailabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def find_slots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/find_slots',
+            reservation__pb2.FindSlotsRequest.SerializeToString,
+            reservation__pb2.FindSlotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def changes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservation.ReservationService/changes',
+            reservation__pb2.ChangesRequest.SerializeToString,
+            reservation__pb2.ChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def listen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/reservation.ReservationService/listen',
+            reservation__pb2.ListenRequest.SerializeToString,
+            reservation__pb2.ChangeEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,257 @@
+"""Resource rules: define (create or change), read, list and delete resources.
+
+A definition fixes the resource's storage shape the first time it is stored
+(exclusive with guard slots sized from max_duration, or a pool counting units
+on its step grid); what shapes storage can never change afterwards. Which
+other rules apply to reservations already made is in docs/api.md.
+"""
+
+import dataclasses
+import logging
+import time
+import uuid
+from typing import Callable, Optional
+
+from . import paging, validate
+from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
+from .layout import Shape, StoredResource, shape_for, start_key_bound
+from .model import DAY_NS, MAX_NS, ChangeEvent, ChangeKind, Resource
+from .ports import BucketRecap, DefinitionWrite, StaleWrite, StorageUnavailable, Store, WritePlan
+from .query import page_size_of
+from .rules import LONGEST_NS
+from .service import MAX_UNITS
+from .timegrid import check_step, zone_of
+
+MAX_LABELS = 32
+MAX_LABEL_KEY = 64
+MAX_LABEL_VALUE = 256
+DURATION_RULES = ("min_duration_ns", "max_duration_ns", "step_ns", "buffer_before_ns", "buffer_after_ns",
+                  "min_notice_ns", "max_advance_ns", "hold_for_ns")
+log = logging.getLogger(__name__)
+
+
+def _rule_name(field: str) -> str:
+    return "resource." + field.removesuffix("_ns")
+
+
+def check_resource(resource: Resource) -> Resource:
+    """The resource with its id normalized and capacity defaulted, or INVALID_ARGUMENT naming the rule."""
+    resource_id = validate.name("resource.id", resource.id)
+    validate.check_text("resource.name", resource.name, validate.MAX_ID_LENGTH, required=False)
+    if len(resource.labels) > MAX_LABELS:
+        raise invalid("resource.labels", f"at most {MAX_LABELS} labels")
+    for key, value in resource.labels:
+        validate.check_text("resource.labels key", key, MAX_LABEL_KEY, required=True)
+        validate.check_text(f"resource.labels[{key}]", value, MAX_LABEL_VALUE, required=False)
+    if resource.capacity < 0 or resource.capacity > MAX_UNITS:
+        raise invalid("resource.capacity", f"must be 0 (means 1) to {MAX_UNITS}, got {resource.capacity}")
+    for field in DURATION_RULES:
+        if getattr(resource, field) < 0:
+            raise invalid(_rule_name(field), "must not be negative")
+    for field in ("max_duration_ns", "min_duration_ns", "min_notice_ns", "max_advance_ns", "hold_for_ns",
+                  "buffer_before_ns", "buffer_after_ns"):
+        if getattr(resource, field) > LONGEST_NS:
+            raise invalid(_rule_name(field), f"must be at most {LONGEST_NS // DAY_NS} days")
+    if resource.min_duration_ns and resource.max_duration_ns and resource.min_duration_ns > resource.max_duration_ns:
+        raise invalid("resource.min_duration", "must not be longer than max_duration")
+    try:
+        zone_of(resource.time_zone)
+    except ValueError as error:
+        raise invalid("resource.time_zone", f"{error} (an IANA name such as Europe/Paris)") from None
+    if resource.step_ns:
+        problem = check_step(resource.step_ns)
+        if problem:
+            raise invalid("resource.step", problem)
+    capacity = resource.capacity or 1
+    if capacity > 1:
+        if not resource.step_ns:
+            raise invalid("resource.step", "a pool (capacity > 1) needs a step: it counts units per step")
+        if resource.buffer_before_ns or resource.buffer_after_ns:
+            raise invalid("resource.buffer_before", "a pool counts whole steps: buffers must be 0 "
+                                                    "(make the step or the reservation longer)")
+    return dataclasses.replace(resource, id=resource_id, capacity=capacity,
+                               labels=tuple(sorted(dict(resource.labels).items())))
+
+
+class ResourceService:
+    def __init__(self, store: Store, hints: dict, clock: Callable[[], int] = time.time_ns):
+        self.store = store
+        self.hints = hints  # shared with ReservationService: dropped here when a definition changes
+        self.clock = clock
+
+    def _read(self, tenant: str, resource_id: str) -> Optional[StoredResource]:
+        try:
+            return self.store.read_definition(tenant, resource_id)
+        except StorageUnavailable as error:
+            raise unavailable() from error
+
+    def define(self, tenant: str, wanted: Resource) -> Resource:
+        """Create a resource or change its rules (storage shape and capacity changes are checked)."""
+        resource = check_resource(wanted)
+        for _ in range(8):
+            now = self.clock()
+            current = self._read(tenant, resource.id)
+            shape = current.shape if current is not None else shape_for(resource)
+            self._check_shape(resource, shape, current)
+            if current is not None and current.live and current.resource == resource:
+                return resource
+            capacity_changed = current is not None and shape.pool and current.resource.capacity != resource.capacity
+            if capacity_changed:
+                self._check_capacity(tenant, resource, shape, now)
+            stored = StoredResource(
+                resource, shape, rev=(current.rev + 1) if current else 1,
+                crev=(current.crev + (1 if capacity_changed else 0)) if current else 1,
+                longest_ns=current.longest_ns if current else 0,
+                max_buffer_before_ns=max(current.max_buffer_before_ns if current else 0, resource.buffer_before_ns),
+                last_event_ns=max(now, (current.last_event_ns + 1) if current else 0))
+            plan = WritePlan(tenant, definitions=[DefinitionWrite(stored, current.rev if current else 0)],
+                             events=[ChangeEvent(ChangeKind.RESOURCE_DEFINED, stored.last_event_ns, uuid.uuid4().hex,
+                                                 resource.id, resource=resource)])
+            try:
+                self.store.commit(plan)
+            except StaleWrite:
+                continue
+            except Exception as error:  # OutcomeUnknown: the next read tells
+                log.warning("define_resource outcome unknown", exc_info=error)
+                continue
+            finally:
+                self.hints.pop((tenant, resource.id), None)
+            if capacity_changed:
+                self._recap(tenant, current, stored, now)
+            return resource
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource.id}; retry")
+
+    @staticmethod
+    def _check_shape(resource: Resource, shape: Shape, current: Optional[StoredResource]) -> None:
+        """Refuse changes of what shapes storage, naming what can be done instead."""
+        if current is None:
+            return
+        if resource.is_pool != shape.pool:
+            if current.defined:
+                raise failed(f"resource {resource.id}: capacity 1 and capacity > 1 are stored differently, so a "
+                             f"resource cannot change between them; define a new resource id")
+            raise failed(f"resource {resource.id} was already used without a definition, so it stays "
+                         f"exclusive (capacity 1); define a pool before its first reservation, under a new id")
+        if shape.pool and (resource.step_ns, resource.time_zone) != (shape.step_ns, shape.time_zone):
+            raise failed(f"resource {resource.id}: a pool's step and time_zone are fixed once defined "
+                         f"(step {validate.duration_text(shape.step_ns)}, time_zone {shape.time_zone or 'UTC'})")
+        padded = resource.max_duration_ns + resource.buffer_before_ns + resource.buffer_after_ns
+        if padded > shape.longest_ns():
+            raise failed(f"resource {resource.id}: its storage was sized for reservations of at most "
+                         f"{validate.duration_text(shape.longest_ns())} with their buffers; define a new "
+                         f"resource id for longer ones")
+
+    def _future_buckets(self, tenant: str, resource_id: str, shape: Shape, now_ns: int) -> list:
+        first = shape.bucket_of(now_ns)
+        try:
+            return self.store.read_buckets(tenant, resource_id, shape, first, first + 10**12)
+        except StorageUnavailable as error:
+            raise unavailable() from error
+
+    def _check_capacity(self, tenant: str, resource: Resource, shape: Shape, now_ns: int) -> None:
+        """Lowering a pool's capacity below what is booked from now on is refused, naming the busiest cell."""
+        busiest = None
+        for bucket in self._future_buckets(tenant, resource.id, shape, now_ns):
+            for cell, used in bucket.used:
+                end = shape.grid.next_point(cell + 1)
+                if end > now_ns and (busiest is None or used > busiest[0]):
+                    busiest = (used, cell, end)
+        if busiest is not None and busiest[0] > resource.capacity:
+            used, start, end = busiest
+            raise failed(f"resource {resource.id}: {used} units are booked in [{validate.iso(start)}, "
+                         f"{validate.iso(end)}), more than the capacity {resource.capacity} asked; cancel or move "
+                         f"reservations there first")
+
+    def _recap(self, tenant: str, before: StoredResource, after: StoredResource, now_ns: int) -> None:
+        """Give every future bucket the new capacity; undo the change if reservations made meanwhile
+        (by writers that read the old capacity) no longer fit it."""
+        shape, new = after.shape, after.resource.capacity
+        buckets = self._future_buckets(tenant, after.resource.id, shape, now_ns)
+        done = []
+        for bucket in buckets:
+            recap = BucketRecap(after.resource.id, shape, bucket.index, bucket.cap, new)
+            try:
+                self.store.commit(WritePlan(tenant, recaps=[recap]))
+                done.append(recap)
+            except (StaleWrite, Exception):  # noqa: BLE001 - undo below whatever the reason
+                self._undo_capacity(tenant, before, after, done)
+                raise failed(f"resource {after.resource.id}: reservations made while the capacity changed do not "
+                             f"fit {new}; the capacity stays {before.resource.capacity}") from None
+
+    def _undo_capacity(self, tenant: str, before: StoredResource, after: StoredResource, done: list) -> None:
+        restored = dataclasses.replace(before, rev=after.rev + 1, crev=after.crev + 1,
+                                       last_event_ns=after.last_event_ns + 1)
+        undo = [BucketRecap(recap.resource_id, recap.shape, recap.index, recap.new_cap, recap.old_cap)
+                for recap in done]
+        self.store.commit(WritePlan(tenant, definitions=[DefinitionWrite(restored, after.rev)], events=[
+            ChangeEvent(ChangeKind.RESOURCE_DEFINED, restored.last_event_ns, uuid.uuid4().hex,
+                        before.resource.id, resource=before.resource)]))
+        for recap in undo:
+            self.store.commit(WritePlan(tenant, recaps=[recap]))
+
+    def get(self, tenant: str, resource_id: str) -> Resource:
+        resource_id = validate.name("id", resource_id)
+        stored = self._read(tenant, resource_id)
+        if stored is None or not stored.live:
+            raise not_found("resource", resource_id)
+        return stored.resource
+
+    def list(self, tenant: str, labels: dict, page_size: int, page_token: str) -> tuple:
+        """(resources in id order, next page token) of the tenant's defined resources carrying `labels`."""
+        size = page_size_of(page_size)
+        digest = paging.query_digest("resources", tenant, sorted(labels.items()))
+        after = paging.decode(page_token, digest) if page_token else ""
+        found = []
+        try:
+            for stored in self.store.list_definitions(tenant, after, labels, size + 1):
+                if len(found) == size:
+                    return found, paging.encode(found[-1].id, digest)
+                found.append(stored.resource)
+        except StorageUnavailable as error:
+            raise unavailable() from error
+        return found, ""
+
+    def _live_booking(self, tenant: str, current: StoredResource, now_ns: int):
+        """A booking of the resource that is not over (nor an expired hold), if there is one."""
+        lookback = current.longest_ns if current.shape.pool else 0
+        resource_id = current.resource.id
+        try:
+            if not current.shape.pool:  # at most one booking covers `now`: the last one starting before it
+                before = next(iter(self.store.bookings(tenant, resource_id, start_key_bound(-LONGEST_NS),
+                                                       start_key_bound(now_ns), True, 1)), None)
+                if before is not None and before.reservation.end_ns > now_ns and not before.reservation.expired(now_ns):
+                    return before
+            for booking in self.store.bookings(tenant, resource_id, start_key_bound(now_ns - lookback),
+                                               start_key_bound(MAX_NS + 1), False, 20):
+                if booking.reservation.end_ns > now_ns and not booking.reservation.expired(now_ns):
+                    return booking
+        except StorageUnavailable as error:
+            raise unavailable() from error
+        return None
+
+    def delete(self, tenant: str, resource_id: str) -> Resource:
+        """Delete a definition; refused while reservations of the resource end in the future."""
+        resource_id = validate.name("id", resource_id)
+        for _ in range(8):
+            now = self.clock()
+            current = self._read(tenant, resource_id)
+            if current is None or not current.live:
+                raise not_found("resource", resource_id)
+            live = self._live_booking(tenant, current, now)
+            if live is not None:
+                raise failed(f"resource {resource_id} still has reservations (e.g. {live.reservation.id} ending "
+                             f"{validate.iso(live.reservation.end_ns)}); cancel them first")
+            stored = dataclasses.replace(current, rev=current.rev + 1, deleted=True,
+                                         last_event_ns=max(now, current.last_event_ns + 1))
+            plan = WritePlan(tenant, definitions=[DefinitionWrite(stored, current.rev)],
+                             events=[ChangeEvent(ChangeKind.RESOURCE_DELETED, stored.last_event_ns, uuid.uuid4().hex,
+                                                 resource_id, resource=current.resource)])
+            try:
+                self.store.commit(plan)
+                return current.resource
+            except StaleWrite:
+                continue
+            finally:
+                self.hints.pop((tenant, resource_id), None)
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; retry")
+

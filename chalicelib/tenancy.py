@@ -1,0 +1,121 @@
+"""Who is calling: the tenant a call belongs to, and the user it may act for.
+
+Where the tenant comes from is the deployment's choice (TENANT_SOURCE):
+
+* "principal" (the prod stage): the IAM principal API Gateway authenticated
+  (SigV4), looked up in the tenant map, a JSON document in the SSM parameter
+  named by TENANT_MAP_PARAMETER: {"<principal ARN or pattern with *>": "<tenant>"}.
+  Operators edit it without a redeploy; a Lambda re-reads it within a minute.
+  A principal that is not in the map is refused.
+* "header" (the local server only): the `x-tenant-id` header (gRPC metadata of
+  the same name); without it, the default tenant.
+* "default" (the dev stage, which has no authentication): every call is the
+  default tenant, and a call that names a tenant is refused rather than
+  silently put in another tenant's place.
+
+`x-acting-user` (optional, any source) narrows a call to one user: it can
+then only make, change or cancel that user's reservations.
+"""
+
+import fnmatch
+import json
+import logging
+import os
+import re
+import threading
+import time
+from typing import Mapping, Optional
+
+from . import validate
+from .errors import Code, ServiceError
+from .model import DEFAULT_TENANT, Caller
+
+TENANT_HEADER = "x-tenant-id"
+ACTING_USER_HEADER = "x-acting-user"
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+MAP_TTL_SECONDS = 60
+log = logging.getLogger(__name__)
+
+
+def check_tenant(tenant: str) -> str:
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise ServiceError(Code.INVALID_ARGUMENT, f"{TENANT_HEADER}: a tenant id is 1 to 63 lowercase letters, digits, "
+                                                  "'-' or '_', starting with a letter or digit")
+    return tenant
+
+
+class TenantMap:
+    """The principal -> tenant map of the SSM parameter, cached for MAP_TTL_SECONDS."""
+
+    def __init__(self, parameter: str, client_factory=None):
+        self.parameter = parameter
+        self.client_factory = client_factory or _ssm_client
+        self.lock = threading.Lock()
+        self.loaded_at = -MAP_TTL_SECONDS
+        self.entries: dict = {}
+
+    def tenant_of(self, principal: str) -> Optional[str]:
+        with self.lock:
+            if time.monotonic() - self.loaded_at > MAP_TTL_SECONDS:
+                self._load()
+            entries = self.entries
+        if principal in entries:
+            return entries[principal]
+        for pattern, tenant in entries.items():
+            if "*" in pattern and fnmatch.fnmatchcase(principal, pattern):
+                return tenant
+        return None
+
+    def _load(self) -> None:
+        try:
+            answer = self.client_factory().get_parameter(Name=self.parameter)
+            entries = json.loads(answer["Parameter"]["Value"])
+            if not isinstance(entries, dict):
+                raise ValueError("the tenant map must be a JSON object")
+            self.entries = {str(key): check_tenant(str(value)) for key, value in entries.items()}
+            self.loaded_at = time.monotonic()
+        except Exception:  # noqa: BLE001 - keep the last good map; refuse only if there never was one
+            log.error("cannot read the tenant map %s", self.parameter, exc_info=True)
+            if not self.entries:
+                raise ServiceError(Code.UNAVAILABLE, "tenants cannot be resolved right now; retry") from None
+
+
+def _ssm_client():
+    import botocore.session
+
+    return botocore.session.get_session().create_client("ssm")
+
+
+_maps: dict = {}
+
+
+def _map(parameter: str) -> TenantMap:
+    if parameter not in _maps:
+        _maps[parameter] = TenantMap(parameter)
+    return _maps[parameter]
+
+
+def caller_from(headers: Mapping, principal: Optional[str] = None) -> Caller:
+    """The Caller of one call, from its (lowercase-named) headers and authenticated principal."""
+    source = os.environ.get("TENANT_SOURCE", "default")
+    named = headers.get(TENANT_HEADER, "")
+    if source == "header":
+        tenant = check_tenant(named.strip()) if named else DEFAULT_TENANT
+    elif source == "principal":
+        if named:
+            raise ServiceError(Code.PERMISSION_DENIED, f"{TENANT_HEADER} is not accepted here: your tenant comes "
+                                                       "from your IAM identity")
+        if not principal:
+            raise ServiceError(Code.UNAUTHENTICATED, "calls must be signed (SigV4) by an IAM principal")
+        tenant = _map(os.environ["TENANT_MAP_PARAMETER"]).tenant_of(principal)
+        if tenant is None:
+            log.warning("principal %s has no tenant", principal)
+            raise ServiceError(Code.PERMISSION_DENIED, "your IAM principal is not mapped to a tenant; ask the "
+                                                       "operators of my-reservation to add it")
+    else:
+        if named:
+            raise ServiceError(Code.PERMISSION_DENIED, f"{TENANT_HEADER} is only trusted by the local server; this "
+                                                       "deployment serves the default tenant only")
+        tenant = DEFAULT_TENANT
+    acting = headers.get(ACTING_USER_HEADER, "")
+    return Caller(tenant, validate.name(ACTING_USER_HEADER, acting) if acting else "")
