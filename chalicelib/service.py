@@ -32,6 +32,7 @@ from .ports import (
     StaleWrite,
     Store,
     StorageUnavailable,
+    TooLarge,
     WritePlan,
     merge_bucket_deltas,
     units_by_cell,
@@ -200,14 +201,25 @@ class ReservationService:
             self._raise_longest(plan, snapshot, booking)
             plan.events.append(_event(ChangeKind.RESERVATION_CREATED, at, booking.reservation))
             try:
-                self.store.commit(plan)
+                self._commit(plan)
                 return booking.reservation
             except StaleWrite:
                 _backoff(attempt)
             except OutcomeUnknown:
                 maybe_written = True
                 _backoff(attempt)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; retry")
+        if maybe_written and self._committed(caller.tenant, wanted.id, request_id):
+            return self.get(caller, wanted.id)
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; nothing was "
+                                         "reserved; retry")
+
+    def _commit(self, plan: WritePlan) -> None:
+        try:
+            self.store.commit(plan)
+        except TooLarge:
+            raise ServiceError(Code.RESOURCE_EXHAUSTED, "this change touches more items than one DynamoDB "
+                                                        "transaction holds; make the reservation shorter (or cancel "
+                                                        "and reserve instead of moving it)") from None
 
     def _committed(self, tenant: str, reservation_id: str, request_id: str) -> bool:
         """After a write whose answer was lost: did it commit? (a failed read: MaybeWritten)"""
@@ -435,7 +447,7 @@ class ReservationService:
             plan.change.append((current, stored))
             plan.events.append(_event(kind, at, changed, current.reservation))
             try:
-                self.store.commit(plan)
+                self._commit(plan)
                 return changed
             except StaleWrite:
                 intended = None
@@ -443,7 +455,14 @@ class ReservationService:
             except OutcomeUnknown:
                 intended = stored
                 _backoff(attempt)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
+        return self._give_up(caller, reservation_id, intended)
+
+    def _give_up(self, caller: Caller, reservation_id: str, intended: Optional[Booking]) -> Reservation:
+        """After the last attempt: the answer is what happened, if a lost answer left it unknown."""
+        if intended is not None and self._load_after(caller, reservation_id, intended).rev == intended.rev:
+            return intended.reservation
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing "
+                                         "was changed; retry")
 
     def _load_after(self, caller: Caller, reservation_id: str, intended: Optional[Booking]) -> Booking:
         """The reservation as stored; after a lost answer, a failing read means 'may have happened'."""
@@ -482,12 +501,19 @@ class ReservationService:
                                       current.reservation))
             self._release(plan, current)
             try:
-                self.store.commit(plan)
+                self._commit(plan)
                 return seen
             except (StaleWrite, OutcomeUnknown):
                 maybe_deleted = current
                 _backoff(attempt)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
+        try:
+            self._load_after(caller, reservation_id, maybe_deleted)
+        except ServiceError as error:
+            if error.code is Code.NOT_FOUND:
+                return maybe_deleted.reservation.seen_at(self.clock())
+            raise
+        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing "
+                                         "was cancelled; retry")
 
     def _release(self, plan: WritePlan, booking: Booking) -> None:
         """Give back a pool booking's units (an exclusive one frees its time by disappearing)."""
@@ -562,7 +588,7 @@ class ReservationService:
             self._raise_longest(plan, target.snapshot, stored)
             plan.events.append(_event(ChangeKind.RESERVATION_RESCHEDULED, at, moved, old))
             try:
-                self.store.commit(plan)
+                self._commit(plan)
                 return moved
             except StaleWrite:
                 intended = None
@@ -570,7 +596,7 @@ class ReservationService:
             except OutcomeUnknown:
                 intended = stored
                 _backoff(attempt)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; retry")
+        return self._give_up(caller, reservation_id, intended)
 
     # ---- expiry ---------------------------------------------------------------------------------------
 
