@@ -140,4 +140,4 @@ METHODS = {method.name: method for method in (
     Method("Query", pb.QueryRequest, pb.Reservation, True, ReservationApi.query),
     Method("filter", pb.FilterRequest, pb.FilterResponse, False, ReservationApi.filter),
 )}
-SERVICE_NAME = "reservation.ReservationService"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReservationService"].full_name  # "reservation.ReservationService"
