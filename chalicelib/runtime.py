@@ -1,6 +1,6 @@
 """The one ReservationApi of a process, built on first use.
 
-Built lazily so that a Lambda cold start pays for boto3 only when the first
+Built lazily so that a Lambda cold start pays for the DynamoDB client only when the first
 call needs it, and once: later invocations of a warm Lambda reuse the client.
 """
 import functools
