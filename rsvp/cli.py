@@ -216,8 +216,12 @@ def run(options, client: ReservationClient) -> str:
 
 
 def main(argv=None) -> int:
-    options = parse(build_parser(), argv)
-    client = ReservationClient(options.url, timeout=options.timeout, sign=options.sign, region=options.region)
+    parser = build_parser()
+    options = parse(parser, argv)
+    try:
+        client = ReservationClient(options.url, timeout=options.timeout, sign=options.sign, region=options.region)
+    except ImportError as error:  # --sign without botocore
+        parser.error(str(error))
     try:
         print(run(options, client))
     except ReservationError as error:

@@ -90,6 +90,11 @@ class ReservationClient:
 
     def __post_init__(self):
         check_base_url(self.base_url)
+        if self.sign:
+            try:
+                import botocore.auth  # noqa: F401
+            except ImportError:
+                raise ImportError("signing needs botocore: pip install 'my-reservation-tools[client]'") from None
 
     def reserve(self, resource_id: str, user_id: str, start, end, status: Optional[str] = None, note: str = "",
                 request_id: Optional[str] = None) -> pb.Reservation:

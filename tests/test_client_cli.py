@@ -220,3 +220,10 @@ def test_status_names_come_from_the_generated_descriptors():
     assert list(statuses) == list(client.SETTABLE_STATUSES)
     assert client.status_name(2) == "CONFIRMED" and client.status_name(99) == "99"  # a newer server's status
     assert client.SERVICE_NAME == pb.DESCRIPTOR.services_by_name["ReservationService"].full_name
+
+
+def test_sign_without_botocore_is_a_clear_usage_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "botocore.auth", None)  # as in `pip install .` without the client extra
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--sign", "get", str(uuid.uuid4())])
+    assert raised.value.code == 2 and "pip install 'my-reservation-tools[client]'" in capsys.readouterr().err
