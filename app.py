@@ -9,6 +9,7 @@ decides its tenant (chalicelib.tenancy).
 """
 
 import functools
+import gc
 import os
 
 from chalice import Chalice, IAMAuthorizer, Rate, Response
@@ -17,6 +18,11 @@ from chalice.app import CaseInsensitiveMapping
 from chalicelib import connect
 from chalicelib.api import SERVICE_NAME
 from chalicelib.runtime import default_api
+
+# What the imports made (modules, protobuf descriptors, Chalice) lives as long as the process:
+# keep the cyclic garbage collector off it. Otherwise the first call, which builds the DynamoDB
+# client, sets off a full collection over all of it: ~20 ms of a ~300 ms cold start.
+gc.freeze()
 
 app = Chalice(app_name="my-reservation")
 # Protobuf bodies are binary both ways. With */* API Gateway hands every body

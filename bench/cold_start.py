@@ -1,6 +1,7 @@
 """Cold start: a fresh process that imports the Lambda entry point and serves the first reserve,
-against the floor: a fresh process that only imports boto3, creates the DynamoDB client and
-imports protobuf. DynamoDB is stubbed (botocore Stubber), so no network is involved.
+against the floor, the least any Lambda of this design can do: a fresh process that imports
+botocore, creates the DynamoDB client (same config as the app) and imports protobuf and the
+generated messages. DynamoDB is stubbed (botocore Stubber), so no network is involved.
 
     python -m bench.cold_start [--runs 9]
 """
@@ -15,10 +16,14 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 FLOOR = """
-import boto3
-boto3.client("dynamodb")
+import botocore.session
+from botocore.config import Config
+config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
+botocore.session.get_session().create_client("dynamodb", config=config)
 from google.protobuf import message, timestamp_pb2
+from chalicelib.gen import reservation_pb2
 """
+GOAL = 1.2
 
 FIRST_RESERVE = """
 import app
@@ -49,8 +54,9 @@ def run(runs: int = 9) -> dict:
         first.append(_seconds(FIRST_RESERVE))
     result = {"floor_ms": statistics.median(floor) * 1000, "first_reserve_ms": statistics.median(first) * 1000}
     result["ratio"] = result["first_reserve_ms"] / result["floor_ms"]
-    print(f"cold start, median of {runs}: floor (boto3 client + protobuf) {result['floor_ms']:.0f} ms, "
-          f"import app + first reserve {result['first_reserve_ms']:.0f} ms, ratio {result['ratio']:.2f} (goal <= 1.2)")
+    print(f"cold start, median of {runs}: floor (botocore DynamoDB client + protobuf + generated messages) "
+          f"{result['floor_ms']:.0f} ms, import app + first reserve {result['first_reserve_ms']:.0f} ms, "
+          f"ratio {result['ratio']:.2f} (goal <= {GOAL})")
     return result
 
 

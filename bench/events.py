@@ -3,7 +3,7 @@ import base64
 
 from chalicelib.gen import reservation_pb2 as pb
 
-PATH = "/reservation.ReservationService/"
+PATH = "/" + pb.DESCRIPTOR.services_by_name["ReservationService"].full_name + "/"
 
 
 def proxy_event(method: str, request) -> dict:

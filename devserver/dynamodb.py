@@ -4,16 +4,19 @@ moto applies requests from several threads at once, and its transaction
 rollback is not thread-safe (concurrent failing transactions were seen to
 lose other acknowledged writes). AWS applies each DynamoDB call atomically,
 so the server here applies one request at a time.
+
+Importing this module patches moto (devserver/moto_patches.py) so that a
+call costs what it touches, not what the table holds, and keeps nothing
+alive after it: in-process `mock_aws` tests import it too (tests/conftest.py).
 """
-import decimal
 import json
 import pathlib
 import threading
 
-from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import StreamShard
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from devserver import moto_patches
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TABLE_TEMPLATE = ROOT / "infra" / "table.json"
@@ -23,31 +26,7 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
-
-def _speed_up_moto() -> None:
-    """Two costs of moto that grow with the table, cut without changing its answers:
-
-    * it compares key values through DynamoType.cast_value, which tries every
-      type in turn, and a Query re-sorts the whole table that way: strings and
-      numbers are tried first (a Query gets many times cheaper);
-    * it keeps every DynamoDB Streams record and deep-copies them, with the
-      table, for every transaction: the embedded table keeps none (nothing
-      reads the change feed yet), which made 80 contended reserves 3x faster.
-    """
-    StreamShard.add = lambda self, old, new: None
-    general = DynamoType.cast_value.fget
-
-    def cast_value(self):
-        if self.type == "S":
-            return self.value
-        if self.type == "N":
-            return decimal.Decimal(self.value)
-        return general(self)
-
-    DynamoType.cast_value = property(cast_value)
-
-
-_speed_up_moto()
+moto_patches.apply()
 
 
 class OneAtATime:

@@ -4,10 +4,11 @@
     rsvp query --resource room-1 --start 2026-12-01      # a day-by-day timeline of the room
     rsvp get ID | confirm ID | cancel ID | update ID --note "moved"
 
-Talks Connect to --url (default $RSVP_URL or http://127.0.0.1:8000, what `make serve` runs).
-Times are ISO-8601; without an offset they are read in --tz (default: this machine's zone), and
-shown in it. --json prints machine-readable output. Exit status: 0 done, 1 the service refused or
-could not be reached (the message says why), 2 bad usage.
+The service: --url, else $RSVP_URL, else http://127.0.0.1:$PORT (the port `make serve` uses), else
+http://127.0.0.1:8000. Options go before or after the command (rsvp get ID --json). Times are
+ISO-8601; without an offset they are read in --tz (default: this machine's zone), and shown in it.
+--json prints machine-readable output. Exit status: 0 done, 1 the service refused or could not be
+reached (the message says why), 2 bad usage (a bad URL, time, zone or limit).
 """
 import argparse
 import datetime
@@ -18,10 +19,21 @@ import zoneinfo
 
 from google.protobuf import json_format
 
-from rsvp.client import ReservationClient, ReservationError
+from rsvp.client import SETTABLE_STATUSES, ReservationClient, ReservationError, check_base_url, status_name
 
-STATUSES = ("PENDING", "CONFIRMED", "BLOCKED")
-STATUS_BY_NUMBER = {1: "PENDING", 2: "CONFIRMED", 3: "BLOCKED"}
+DEFAULT_URL = "http://127.0.0.1:8000"
+MAX_PAGE_SIZE = 1000
+
+
+def service_url(given, environ=os.environ) -> tuple:
+    """(url, where it came from): --url, else $RSVP_URL, else http://127.0.0.1:$PORT, else the default."""
+    if given:
+        return given, "--url"
+    if environ.get("RSVP_URL"):
+        return environ["RSVP_URL"], "$RSVP_URL"
+    if environ.get("PORT"):
+        return f"http://127.0.0.1:{environ['PORT']}", "$PORT"
+    return DEFAULT_URL, "the default"
 
 
 def _zone(name: str):
@@ -33,59 +45,105 @@ def _zone(name: str):
         raise argparse.ArgumentTypeError(f"unknown time zone {name!r}") from None
 
 
-def _time_parser(options_holder: dict):
-    def parse(text: str) -> datetime.datetime:
+def _time(text: str) -> datetime.datetime:
+    """An ISO-8601 time; one without an offset is read in --tz once every option is known."""
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+
+
+def _positive(kind):
+    def parse(text: str):
         try:
-            moment = datetime.datetime.fromisoformat(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=options_holder["zone"])
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}" if kind is int
+                                             else f"must be more than 0, got {text}")
+        return value
     return parse
 
 
-def build_parser(holder: dict) -> argparse.ArgumentParser:
-    when = _time_parser(holder)
+def _add_global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
+    """The options every command takes. After the command they only override what was given
+    (SUPPRESS: an option not given there leaves the value from before the command alone)."""
+    def default(value):
+        return argparse.SUPPRESS if after_command else value
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument("--url", default=default(None),
+                       help=f"base URL of the service (default: $RSVP_URL, else http://127.0.0.1:$PORT, "
+                            f"else {DEFAULT_URL})")
+    group.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of tables")
+    group.add_argument("--tz", default=default(""), help="time zone to read and show times in (default: local)")
+    group.add_argument("--timeout", type=_positive(float), default=default(10.0),
+                       help="seconds per request (default 10)")
+    group.add_argument("--sign", action="store_true", default=default(False),
+                       help="SigV4-sign requests (the IAM-protected prod stage)")
+    group.add_argument("--region", default=default(None), help="AWS region for --sign (default: botocore's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsvp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("RSVP_URL", "http://127.0.0.1:8000"),
-                        help="base URL of the service (default $RSVP_URL or http://127.0.0.1:8000)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--tz", default="", help="time zone to read and show times in (default: local)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    parser.add_argument("--sign", action="store_true", help="SigV4-sign requests (the IAM-protected prod stage)")
-    parser.add_argument("--region", help="AWS region for --sign (default: botocore's)")
+    _add_global_options(parser, after_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    reserve = commands.add_parser("reserve", help="reserve a resource for a time window")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        _add_global_options(sub, after_command=True)
+        return sub
+
+    reserve = command("reserve", "reserve a resource for a time window")
     reserve.add_argument("--resource", required=True)
     reserve.add_argument("--user", required=True)
-    reserve.add_argument("--start", required=True, type=when)
-    reserve.add_argument("--end", required=True, type=when)
-    reserve.add_argument("--status", choices=STATUSES, default="PENDING")
+    reserve.add_argument("--start", required=True, type=_time)
+    reserve.add_argument("--end", required=True, type=_time)
+    reserve.add_argument("--status", choices=SETTABLE_STATUSES, help="default: the service's (PENDING)")
     reserve.add_argument("--note", default="")
     reserve.add_argument("--request-id", help="makes a retried reserve safe (default: a fresh one)")
 
     for name, text in (("confirm", "confirm a PENDING reservation"), ("cancel", "cancel a reservation"),
                        ("get", "show one reservation")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("id")
+        command(name, text).add_argument("id")
 
-    update = commands.add_parser("update", help="change status and/or note")
+    update = command("update", "change status and/or note")
     update.add_argument("id")
-    update.add_argument("--status", choices=STATUSES)
+    update.add_argument("--status", choices=SETTABLE_STATUSES)
     notes = update.add_mutually_exclusive_group()
     notes.add_argument("--note")
     notes.add_argument("--clear-note", action="store_true")
 
-    query = commands.add_parser("query", help="list reservations (a timeline with --resource)")
+    query = command("query", "list reservations (a timeline with --resource)")
     query.add_argument("--resource", default="")
     query.add_argument("--user", default="")
-    query.add_argument("--status", choices=STATUSES)
-    query.add_argument("--start", type=when, help="only reservations overlapping [start, end)")
-    query.add_argument("--end", type=when)
+    query.add_argument("--status", choices=SETTABLE_STATUSES)
+    query.add_argument("--start", type=_time, help="only reservations overlapping [start, end)")
+    query.add_argument("--end", type=_time)
     query.add_argument("--desc", action="store_true", help="newest first")
-    query.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    query.add_argument("--limit", type=_positive(int), default=1000,
+                       help="at most this many, at least 1 (default 1000)")
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None, environ=os.environ) -> argparse.Namespace:
+    """The options, with the zone resolved, naive times put in it, and the URL chosen and checked."""
+    options = parser.parse_args(argv)
+    try:
+        options.zone = _zone(options.tz)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    for bound in ("start", "end"):
+        moment = getattr(options, bound, None)
+        if moment is not None and moment.tzinfo is None:
+            setattr(options, bound, moment.replace(tzinfo=options.zone))
+    url, options.url_source = service_url(options.url, environ)
+    try:
+        options.url = check_base_url(url)
+    except ValueError as error:
+        parser.error(f"{error} (from {options.url_source})")
+    return options
 
 
 def _local(stamp, zone) -> datetime.datetime:
@@ -93,7 +151,7 @@ def _local(stamp, zone) -> datetime.datetime:
 
 
 def _row(reservation, zone) -> list:
-    return [reservation.id, STATUS_BY_NUMBER.get(reservation.status, "?"), reservation.resource_id,
+    return [reservation.id, status_name(reservation.status), reservation.resource_id,
             reservation.user_id, _local(reservation.start, zone).isoformat(timespec="minutes"),
             _local(reservation.end, zone).isoformat(timespec="minutes"), reservation.note]
 
@@ -127,7 +185,7 @@ def format_timeline(resource: str, reservations, zone) -> str:
         lines.append(f"{day.isoformat()} {day.strftime('%a')} |{''.join(bar)}|")
         for start, end, reservation in days[day]:
             lines.append(f"    {start:%m-%d %H:%M} - {end:%m-%d %H:%M}  {reservation.user_id:<12} "
-                         f"{STATUS_BY_NUMBER.get(reservation.status, '?'):<9} {reservation.id}  {reservation.note}")
+                         f"{status_name(reservation.status):<9} {reservation.id}  {reservation.note}")
     return "\n".join(lines)
 
 
@@ -145,7 +203,7 @@ def run(options, client: ReservationClient) -> str:
         shown = []
         for reservation in client.query(resource_id=options.resource, user_id=options.user, status=options.status,
                                         start=options.start, end=options.end, desc=options.desc,
-                                        page_size=min(options.limit, 1000)):
+                                        page_size=min(options.limit, MAX_PAGE_SIZE)):
             if len(shown) == options.limit:
                 break
             shown.append(reservation)
@@ -158,23 +216,18 @@ def run(options, client: ReservationClient) -> str:
 
 
 def main(argv=None) -> int:
-    holder = {"zone": None}
-    parser = build_parser(holder)
-    # the zone is needed to parse times, so read --tz first
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--tz", default="")
-    zone_name = pre.parse_known_args(argv)[0].tz
+    parser = build_parser()
+    options = parse(parser, argv)
     try:
-        holder["zone"] = _zone(zone_name)
-    except argparse.ArgumentTypeError as error:
+        client = ReservationClient(options.url, timeout=options.timeout, sign=options.sign, region=options.region)
+    except ImportError as error:  # --sign without botocore
         parser.error(str(error))
-    options = parser.parse_args(argv)
-    options.zone = holder["zone"]
-    client = ReservationClient(options.url, timeout=options.timeout, sign=options.sign, region=options.region)
     try:
         print(run(options, client))
     except ReservationError as error:
         print(f"rsvp: {error.code}: {error.message}", file=sys.stderr)
+        if error.code == "unavailable" and error.message.startswith("cannot reach"):
+            print(f"rsvp:   (URL from {options.url_source}; --url or $RSVP_URL name another)", file=sys.stderr)
         for conflict in error.conflicts:
             print(f"rsvp:   conflicts with {conflict.id} [{_local(conflict.start, options.zone).isoformat()}, "
                   f"{_local(conflict.end, options.zone).isoformat()})", file=sys.stderr)

@@ -19,6 +19,7 @@ import json
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Iterator, Optional
@@ -31,7 +32,30 @@ from chalicelib.gen import reservation_pb2 as pb
 RETRYABLE_CODES = {"unavailable", "aborted", "deadline_exceeded", "resource_exhausted"}
 HTTP_FALLBACK_CODES = {400: "internal", 401: "unauthenticated", 403: "permission_denied", 404: "unimplemented",
                        429: "unavailable", 502: "unavailable", 503: "unavailable", 504: "unavailable"}
-STATUS_NAMES = {name: number for name, number in pb.ReservationStatus.items()}
+# Wire names come from the generated descriptors, so that a value added to the proto shows up here by itself.
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReservationService"].full_name  # "reservation.ReservationService"
+STATUS_NAMES = {value.name: value.number for value in pb.ReservationStatus.DESCRIPTOR.values}
+STATUS_BY_NUMBER = {number: name for name, number in STATUS_NAMES.items()}
+# the statuses a caller can ask for (0, UNKNOWN, means "the default" or "unchanged")
+SETTABLE_STATUSES = tuple(name for name, number in STATUS_NAMES.items() if number != 0)
+
+
+def status_name(number: int) -> str:
+    """The name of a status number; the number itself for one newer than this client."""
+    return STATUS_BY_NUMBER.get(number, str(number))
+
+
+def check_base_url(url: str) -> str:
+    """`url` if it can be the service's base URL (http[s]://host[:port][/prefix]), else ValueError("bad URL ...")."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number in 0..65535
+    except ValueError as error:
+        raise ValueError(f"bad URL {url!r}: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        hint = f" (did you mean 'http://{url}'?)" if "://" not in url and url else ""
+        raise ValueError(f"bad URL {url!r}: expected http://HOST[:PORT] or https://HOST[:PORT][/PATH]{hint}")
+    return url
 
 
 class ReservationError(Exception):
@@ -64,10 +88,19 @@ class ReservationClient:
     region: Optional[str] = None
     max_attempts: int = 4
 
-    def reserve(self, resource_id: str, user_id: str, start, end, status: str = "PENDING", note: str = "",
+    def __post_init__(self):
+        check_base_url(self.base_url)
+        if self.sign:
+            try:
+                import botocore.auth  # noqa: F401
+            except ImportError:
+                raise ImportError("signing needs botocore: pip install 'my-reservation-tools[client]'") from None
+
+    def reserve(self, resource_id: str, user_id: str, start, end, status: Optional[str] = None, note: str = "",
                 request_id: Optional[str] = None) -> pb.Reservation:
+        """`status` None leaves it to the service (PENDING)."""
         wanted = pb.Reservation(resource_id=resource_id, user_id=user_id, start=timestamp(start),
-                                end=timestamp(end), status=STATUS_NAMES[status.upper()], note=note)
+                                end=timestamp(end), status=STATUS_NAMES[status.upper()] if status else 0, note=note)
         request = pb.ReserveRequest(reservation=wanted, request_id=request_id or str(uuid.uuid4()))
         return self._call("reserve", request, pb.ReserveResponse).reservation
 
@@ -120,7 +153,7 @@ class ReservationClient:
     def _once(self, method: str, request, response_type):
         content_type = "application/json" if self.use_json else "application/proto"
         body = json_format.MessageToJson(request).encode() if self.use_json else request.SerializeToString()
-        url = f"{self.base_url.rstrip('/')}/reservation.ReservationService/{method}"
+        url = f"{self.base_url.rstrip('/')}/{SERVICE_NAME}/{method}"
         headers = {"Content-Type": content_type, "Connect-Protocol-Version": "1"}
         if self.sign:
             headers = self._signed(url, body, headers)

@@ -9,6 +9,7 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+import tests.hypothesis_profiles  # noqa: F401  (registers and loads the hypothesis profile before any test module)
 from devserver.dynamodb import FAKE_CREDENTIALS, create_table
 from tests.helpers import PATH, RESPONSE_TYPES, ConnectAnswer, encode
 

@@ -137,3 +137,93 @@ def test_rsvp_is_installed_as_a_command():
     command = pathlib.Path(sys.executable).parent / "rsvp"
     answer = subprocess.run([str(command), "query", "--help"], capture_output=True, text=True, timeout=30)
     assert answer.returncode == 0 and "--resource" in answer.stdout
+
+
+def test_cli_takes_global_options_after_the_command(local_server, capsys):
+    resource = room()
+    code, out, _ = rsvp(local_server, capsys, "reserve", "--resource", resource, "--user", "alice", "--start",
+                        "2026-12-01T10:00", "--end", "2026-12-01T11:00", "--tz", "Europe/Paris", "--json")
+    assert code == 0
+    made = json.loads(out)
+    assert made["start"] == "2026-12-01T09:00:00Z"  # read in Europe/Paris although --tz came after
+    code, out, _ = rsvp(local_server, capsys, "get", made["id"], "--json")
+    assert code == 0 and json.loads(out) == made
+    code, out, _ = rsvp(local_server, capsys, "query", "--resource", resource, "--tz", "Europe/Paris")
+    assert code == 0 and "Europe/Paris" in out and "2026-12-01 Tue |..........#............." in out
+    # given on both sides, the one after the command wins; not given after, the one before stays
+    code, out, _ = rsvp(local_server, capsys, "--tz", "UTC", "query", "--resource", resource, "--tz", "Asia/Tokyo")
+    assert "2026-12-01 Tue |..................#.....|" in out
+    code, out, _ = rsvp(local_server, capsys, "--json", "query", "--resource", resource)
+    assert [r["id"] for r in json.loads(out)] == [made["id"]]
+
+
+def test_cli_finds_the_server_by_url_then_rsvp_url_then_port():
+    assert cli.service_url("http://a:1", {"RSVP_URL": "http://b:2", "PORT": "3"}) == ("http://a:1", "--url")
+    assert cli.service_url(None, {"RSVP_URL": "http://b:2", "PORT": "3"}) == ("http://b:2", "$RSVP_URL")
+    assert cli.service_url(None, {"RSVP_URL": "", "PORT": "9000"}) == ("http://127.0.0.1:9000", "$PORT")
+    assert cli.service_url(None, {}) == ("http://127.0.0.1:8000", "the default")
+
+
+def test_cli_uses_port_as_make_serve_does(local_server, capsys, monkeypatch):
+    made = ReservationClient(local_server.url).reserve(room(), "alice", T0, T0 + HOUR)
+    port = local_server.url.rsplit(":", 1)[1]
+    monkeypatch.delenv("RSVP_URL", raising=False)
+    monkeypatch.setenv("PORT", port)
+    assert cli.main(["get", made.id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == made.id
+    monkeypatch.setenv("RSVP_URL", "http://127.0.0.1:9")  # RSVP_URL comes before PORT
+    assert cli.main(["get", made.id, "--timeout", "1"]) == 1
+    assert "URL from $RSVP_URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:18100", "localhost:8000", "http//127.0.0.1:8000", "http://",
+                                 "ftp://127.0.0.1:8000", "http://127.0.0.1:99999", "http://127.0.0.1:8000?x=1"])
+def test_cli_says_bad_url_for_a_bad_url(capsys, monkeypatch, url):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--url", url, "get", str(uuid.uuid4())])
+    err = capsys.readouterr().err
+    assert raised.value.code == 2 and f"bad URL {url!r}" in err and "unavailable" not in err
+    monkeypatch.setenv("RSVP_URL", url)
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["get", str(uuid.uuid4())])
+    assert raised.value.code == 2 and "bad URL" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="bad URL"):
+        ReservationClient(url)
+
+
+def test_cli_suggests_the_scheme(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--url", "127.0.0.1:18100", "get", "x"])
+    assert "did you mean 'http://127.0.0.1:18100'?" in capsys.readouterr().err
+
+
+def test_cli_query_limit_must_be_at_least_one(local_server, capsys):
+    resource = room()
+    made = ReservationClient(local_server.url).reserve(resource, "alice", T0, T0 + HOUR)
+    for limit in ("0", "-3", "x"):
+        with pytest.raises(SystemExit) as raised:
+            cli.main(["--url", local_server.url, "query", "--resource", resource, "--limit", limit])
+        assert raised.value.code == 2 and "--limit" in capsys.readouterr().err
+    code, out, _ = rsvp(local_server, capsys, "query", "--resource", resource, "--limit", "1")
+    assert code == 0 and made.id in out and "nothing reserved" not in out
+
+
+def test_status_names_come_from_the_generated_descriptors():
+    from chalicelib.gen import reservation_pb2 as pb
+    from rsvp import client
+
+    values = {value.name: value.number for value in pb.ReservationStatus.DESCRIPTOR.values}
+    assert client.STATUS_NAMES == values
+    assert set(client.SETTABLE_STATUSES) == {name for name, number in values.items() if number != 0}
+    statuses = {action.dest: action.choices for action in cli.build_parser()._subparsers._group_actions[0]
+                .choices["update"]._actions}["status"]
+    assert list(statuses) == list(client.SETTABLE_STATUSES)
+    assert client.status_name(2) == "CONFIRMED" and client.status_name(99) == "99"  # a newer server's status
+    assert client.SERVICE_NAME == pb.DESCRIPTOR.services_by_name["ReservationService"].full_name
+
+
+def test_sign_without_botocore_is_a_clear_usage_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "botocore.auth", None)  # as in `pip install .` without the client extra
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--sign", "get", str(uuid.uuid4())])
+    assert raised.value.code == 2 and "pip install 'my-reservation-tools[client]'" in capsys.readouterr().err

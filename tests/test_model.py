@@ -1,9 +1,6 @@
 """Model-based test: random sequences of calls against the service and a plain in-memory model
 of the rules (sorted intervals per resource) must give the same answers at every step."""
-import os
-
-import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
@@ -12,11 +9,12 @@ from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from rsvp import checker
 from tests.conftest import TABLE, moto_table
+from tests.hypothesis_profiles import SCALE
 
 RESOURCES = ["a", "b", "c"]
 USERS = ["u1", "u2"]
-STEPS = {"ci": 30, "large": 100}[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
-EXAMPLES = {"ci": 25, "large": 250}[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
+STEPS = 30 if SCALE == 1 else 100
+EXAMPLES = 25 * SCALE
 
 
 def outcome(call):
@@ -141,8 +139,7 @@ class ReservationMachine(RuleBasedStateMachine):
 
 
 class TestReservationMachine(ReservationMachine.TestCase):
-    settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-                        suppress_health_check=[HealthCheck.too_slow])
+    settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS)  # the rest from the profile
 
 
 def test_machine_ends_with_a_clean_table():

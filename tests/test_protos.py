@@ -47,3 +47,12 @@ def test_rfc_methods_are_unchanged():
         method = service.methods_by_name[name]
         assert (method.input_type.name, method.output_type.name, method.server_streaming) == \
             (request, response, streaming)
+
+
+def test_domain_statuses_are_the_wire_statuses():
+    """chalicelib.model.Status keeps the domain free of protobuf; a value added to the proto must be
+    added there too (with the rules it follows), or the service would refuse it as unknown."""
+    from chalicelib.model import Status
+
+    wire = {v.name: v.number for v in pb.DESCRIPTOR.enum_types_by_name["ReservationStatus"].values}
+    assert {status.name: status.value for status in Status} == wire

@@ -1,0 +1,699 @@
+"""moto made flat and leak-free for the embedded DynamoDB (applied by importing devserver.dynamodb).
+
+moto 5.2.5 answers like DynamoDB but its costs grow with the table and it
+never frees what it copies. For this service's calls (GetItem, BatchGetItem,
+Query on the table and its indexes, PutItem, DeleteItem, TransactWriteItems)
+these patches make a call cost what it touches, and change no answer:
+
+* tracking: moto's BaseModel.__new__ appends every instance to its class's
+  `instances_tracked` (only read by the /moto-api dashboard), so every Item ever
+  made (each Query result copy, each rollback copy of the table) stayed alive.
+  DynamoDB's and DynamoDB Streams' models are not tracked here.
+* transactions: TransactWriteItems deep-copied the whole table once per
+  action, to roll back by swapping the copy in. Here it keeps the before image
+  of each item it touches and puts exactly those back when the transaction is
+  cancelled (with the stream records it made). Checks, order of work and
+  errors (TransactionCanceledException, reasons in order) are moto's.
+* queries: a Query sorted the whole table, then filtered it. Here each table
+  keeps every partition (of the table and of each global index) as a sorted
+  list of keys, and moto's own query code is handed only the items of the key
+  range (from ExclusiveStartKey, at most Limit of them) plus the next item in
+  key order, which is what decides LastEvaluatedKey: filters, paging,
+  projection and counts stay moto's.
+* reads: the table's items are a defaultdict, so a GetItem (or a DeleteItem)
+  of a missing key left an empty partition behind; emptied partitions go too.
+* streams: records are kept again (a change feed reads them through
+  DynamoDB Streams), each as one JSON string, and trimmed like DynamoDB's
+  24-hour retention and beyond STREAM_MAX_BYTES; a trimmed position answers
+  TrimmedDataAccessException. Shard iterators expire after 15 minutes, as on
+  DynamoDB, instead of piling up (one more per GetRecords).
+* answers: moto's generic response serializer looks up each of the ten
+  members of every AttributeValue through a chain of alias providers (~80
+  lookups per attribute, most of the time of a Query or BatchGetItem).
+  AttributeValues are written straight out as DynamoDB JSON instead.
+* key comparisons: DynamoType.cast_value tried every type in turn; strings
+  and numbers are tried first.
+
+Every patch is a function of this module, documented with what it replaces.
+The embedded server applies one DynamoDB call at a time (devserver.dynamodb),
+so none of this needs to be thread-safe beyond what moto itself is.
+"""
+import bisect
+import collections
+import copy
+import datetime
+import decimal
+import json
+import threading
+import time
+import uuid
+
+from moto.core.exceptions import JsonRESTError
+from moto.core.model_instances import model_data
+from moto.core.serialize import BaseJSONSerializer
+from moto.core.utils import utcnow
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodb.models.utilities import dynamo_json_dump
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+
+STREAM_RETENTION = datetime.timedelta(hours=24)
+STREAM_MAX_BYTES = 32 * 1024 * 1024  # of record JSON per table; older records are trimmed first
+SHARD_ITERATOR_SECONDS = 15 * 60
+
+_original = {}
+_local = threading.local()
+
+
+def _replace(owner, name: str, new) -> None:
+    """Set owner.name to `new`, remembering moto's own for the wrappers (and for tests)."""
+    _original.setdefault((owner, name), owner.__dict__[name])
+    setattr(owner, name, new)
+
+
+def original(owner, name: str):
+    """moto's own attribute, before this module replaced it."""
+    return _original.get((owner, name), owner.__dict__.get(name))
+
+
+# ---- tracking -------------------------------------------------------------------------------------
+
+def _untracked_new(cls, *args, **kwargs):
+    return object.__new__(cls)
+
+
+def _stop_tracking() -> None:
+    for service in ("dynamodb", "dynamodbstreams"):
+        for model in model_data[service].values():
+            model.__new__ = staticmethod(_untracked_new)
+            model.instances_tracked = []
+
+
+# ---- the index of partitions in key order ---------------------------------------------------------
+
+class _Partition:
+    """The sort keys of one partition, in order, and the table key of each item."""
+
+    __slots__ = ("keys", "refs")
+
+    def __init__(self):
+        self.keys = []
+        self.refs = {}
+
+    def add(self, sort_key: tuple, ref: tuple) -> None:
+        bisect.insort(self.keys, sort_key)
+        self.refs[sort_key] = ref
+
+    def remove(self, sort_key: tuple) -> None:
+        position = bisect.bisect_left(self.keys, sort_key)
+        if position == len(self.keys) or self.keys[position] != sort_key:
+            raise KeyError(sort_key)
+        del self.keys[position]
+        del self.refs[sort_key]
+
+
+def _value_key(value: DynamoType) -> tuple:
+    """What DynamoType equality compares, as a dict key that later updates of the item cannot change."""
+    return value.type, value.cast_value
+
+
+class _TableIndex:
+    """Partitions of a table with a range key, and of its global indexes with one HASH and one RANGE key.
+
+    Sort keys: (range value,) in the table; (index range value, table hash
+    value, table range value) in an index, the order in which moto sorts and
+    pages an index Query. Kept up to date by every write (see _reindex).
+    """
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.partitions = {None: {}}  # index name (None: the table) -> partition key -> _Partition
+        self.indexes = {}  # index name -> (hash attribute, range attribute)
+        for index in table.global_indexes:
+            hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+            ranges = [key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE"]
+            if len(hashes) == 1 and len(ranges) == 1 and len(index.schema) == 2:
+                self.indexes[index.name] = (hashes[0], ranges[0])
+                self.partitions[index.name] = {}
+        self.entries = {}  # (hash, range) -> ((index name, partition key, sort key), ...)
+        self.broken = False
+        for partition in list(table.items.values()):
+            for item in list(partition.values()):
+                self.update(item.hash_key, item.range_key)
+
+    def _entries_of(self, item, hash_key: DynamoType, range_key: DynamoType) -> tuple:
+        entries = [(None, _value_key(hash_key), (range_key.cast_value,))]
+        for name, (hash_name, range_name) in self.indexes.items():
+            index_hash, index_range = item.attrs.get(hash_name), item.attrs.get(range_name)
+            if index_hash is not None and index_range is not None:
+                entries.append((name, _value_key(index_hash),
+                                (index_range.cast_value, hash_key.cast_value, range_key.cast_value)))
+        return tuple(entries)
+
+    def update(self, hash_key: DynamoType, range_key: DynamoType) -> None:
+        """Index the item now stored under this key, or nothing if there is none."""
+        if self.broken:
+            return
+        partition = self.table.items.get(hash_key)
+        item = partition.get(range_key) if isinstance(partition, dict) else None
+        new = self._entries_of(item, hash_key, range_key) if item is not None else ()
+        old = self.entries.pop((hash_key, range_key), ())
+        if new == old:
+            if new:
+                self.entries[(hash_key, range_key)] = new
+            return
+        try:
+            for name, partition_key, sort_key in old:
+                partitions = self.partitions[name]
+                partitions[partition_key].remove(sort_key)
+                if not partitions[partition_key].keys:
+                    del partitions[partition_key]
+            for name, partition_key, sort_key in new:
+                self.partitions[name].setdefault(partition_key, _Partition()).add(sort_key, (hash_key, range_key))
+        except (TypeError, KeyError, IndexError):
+            # Values of different types under one key attribute (DynamoDB refuses them; moto does
+            # not): Queries of this table go back to moto's own way, whatever it makes of them.
+            self.broken = True
+            return
+        if new:
+            self.entries[(hash_key, range_key)] = new
+
+    def item(self, ref: tuple):
+        hash_key, range_key = ref
+        return self.table.items[hash_key][range_key]
+
+
+def _index_of(table: Table):
+    """The table's index (built on first use); None for a table without a range key."""
+    if table.range_key_attr is None:
+        return None
+    index = table.__dict__.get("_flat_index")
+    if index is None or index.table is not table:
+        index = table.__dict__["_flat_index"] = _TableIndex(table)
+    return None if index.broken else index
+
+
+def _reindex(table: Table, hash_key, range_key) -> None:
+    if range_key is not None:
+        index = _index_of(table)
+        if index is not None:
+            index.update(hash_key, range_key)
+
+
+_RANGE_BOUNDS = {
+    "=": lambda keys, low: (bisect.bisect_left(keys, low, key=_first), bisect.bisect_right(keys, low, key=_first)),
+    "<": lambda keys, high: (0, bisect.bisect_left(keys, high, key=_first)),
+    "<=": lambda keys, high: (0, bisect.bisect_right(keys, high, key=_first)),
+    ">": lambda keys, low: (bisect.bisect_right(keys, low, key=_first), len(keys)),
+    ">=": lambda keys, low: (bisect.bisect_left(keys, low, key=_first), len(keys)),
+    "BETWEEN": lambda keys, low, high: (bisect.bisect_left(keys, low, key=_first),
+                                        bisect.bisect_right(keys, high, key=_first)),
+}
+for _alias, _operator in (("EQ", "="), ("LT", "<"), ("LE", "<="), ("GT", ">"), ("GE", ">=")):
+    _RANGE_BOUNDS[_alias] = _RANGE_BOUNDS[_operator]
+
+
+def _first(sort_key: tuple):
+    return sort_key[0]
+
+
+def _range_bounds(keys: list, comparison, values: list):
+    """[low, high) of the keys that satisfy the range condition; None if not understood here."""
+    if comparison is None:
+        return 0, len(keys)
+    comparison = comparison.upper()
+    if comparison == "BEGINS_WITH":
+        (prefix,) = values
+        if not isinstance(prefix, (str, bytes)):
+            return None
+        low = high = bisect.bisect_left(keys, prefix, key=_first)
+        while high < len(keys) and isinstance(keys[high][0], type(prefix)) and keys[high][0].startswith(prefix):
+            high += 1
+        return low, high
+    bounds = _RANGE_BOUNDS.get(comparison)
+    return bounds(keys, *values) if bounds else None
+
+
+def _query_candidates(table: Table, index_name, hash_key_conditions, range_key_conditions, limit,
+                      exclusive_start_key, scan_index_forward, filter_kwargs):
+    """The items a Query needs to see to answer as moto would over the whole table; None: not known here."""
+    index = _index_of(table)
+    if index is None or filter_kwargs or len(hash_key_conditions or ()) != 1 or len(range_key_conditions or ()) > 1:
+        return None
+    if index_name:
+        if index_name not in index.indexes:
+            return None
+        hash_name, range_name = index.indexes[index_name]
+        order = (range_name, table.hash_key_attr, table.range_key_attr)
+    else:
+        hash_name, range_name = table.hash_key_attr, table.range_key_attr
+        order = (range_name,)
+    partitions = index.partitions[index_name or None]
+    (condition_name, hash_value), = hash_key_conditions
+    comparison, values = None, []
+    if range_key_conditions:
+        (range_condition_name, comparison, range_values), = range_key_conditions
+        if range_condition_name != range_name:
+            return None
+        values = [value.cast_value for value in range_values]
+    if condition_name != hash_name:
+        return None
+    partition = partitions.get(_value_key(hash_value))
+    if partition is None:
+        return []
+    keys = partition.keys
+    try:
+        bounds = _range_bounds(keys, comparison, values)
+        if bounds is None:
+            return None
+        low, high = bounds
+        if exclusive_start_key:
+            position = tuple(DynamoType(exclusive_start_key[name]).cast_value for name in order)
+            if scan_index_forward:
+                low = max(low, bisect.bisect_right(keys, position))
+            else:
+                high = min(high, bisect.bisect_left(keys, position))
+    except (TypeError, KeyError, ValueError, AttributeError, decimal.InvalidOperation):
+        return None
+    if scan_index_forward:
+        end = max(low, min(high, low + limit) if limit else high)
+        chosen = keys[low:end + 1]  # and the next key, in range or not: it decides LastEvaluatedKey
+    else:
+        begin = min(high, max(low, high - limit) if limit else low)
+        chosen = keys[max(begin - 1, 0):high]
+    return [index.item(partition.refs[sort_key]) for sort_key in chosen]
+
+
+def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+          projection_expressions, index_name=None, consistent_read=False, filter_expression=None,
+          hash_key_conditions=None, range_key_conditions=None, **filter_kwargs):
+    """Table.query over the candidates of the key range only (moto's all_items sorted the whole table)."""
+    candidates = _query_candidates(self, index_name, hash_key_conditions, range_key_conditions, limit,
+                                   exclusive_start_key, scan_index_forward, filter_kwargs)
+    _local.candidates = candidates
+    try:
+        return original(Table, "query")(
+            self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+            projection_expressions, index_name, consistent_read, filter_expression,
+            hash_key_conditions=hash_key_conditions, range_key_conditions=range_key_conditions, **filter_kwargs)
+    finally:
+        _local.candidates = None
+
+
+def all_items(self):
+    """Inside a Query: only its candidates (in table order, as moto's all_items returns them)."""
+    candidates = getattr(_local, "candidates", None)
+    if candidates is not None:
+        return sorted(candidates, key=lambda item: (item.hash_key, item.range_key))
+    return original(Table, "all_items")(self)
+
+
+# ---- writes keep the index; reads and deletes leave no empty partition ---------------------------
+
+def put_item(self, *args, **kwargs):
+    """Table.put_item, then index the item."""
+    item = original(Table, "put_item")(self, *args, **kwargs)
+    _reindex(self, item.hash_key, item.range_key)
+    return item
+
+
+def get_item(self, hash_key, range_key=None, projection_expression=None):
+    """Table.get_item without creating an empty partition for a missing hash key."""
+    if self.has_range_key and not range_key:
+        raise MockValidationException("Table has a range key, but no range key was passed into get_item")
+    partition = self.items.get(hash_key)
+    if range_key:
+        result = partition.get(range_key) if isinstance(partition, dict) else None
+    else:
+        result = partition
+    if projection_expression and result:
+        try:
+            result = result.project(projection_expression)
+        except KeyError:
+            return None
+    return result
+
+
+def delete_item(self, hash_key, range_key):
+    """Table.delete_item that drops an emptied partition and unindexes the item."""
+    if range_key:
+        partition = self.items.get(hash_key)
+        item = partition.pop(range_key, None) if isinstance(partition, dict) else None
+        if isinstance(partition, dict) and not partition:
+            del self.items[hash_key]
+    else:
+        item = self.items.pop(hash_key, None)
+    if item is None:
+        return None
+    if self.stream_shard is not None:
+        self.stream_shard.add(item, None)
+    _reindex(self, hash_key, range_key)
+    return item
+
+
+def update_item(self, table_name, key, *args, **kwargs):
+    """DynamoDBBackend.update_item changes the item in place: index it again afterwards (even if it failed)."""
+    try:
+        return original(DynamoDBBackend, "update_item")(self, table_name, key, *args, **kwargs)
+    finally:
+        try:
+            table = self.get_table(table_name)
+            hash_key, range_key = self.get_keys_value(table, key)
+        except Exception:
+            pass
+        else:
+            _reindex(table, hash_key, range_key)
+
+
+# ---- transactions: before images of the items touched, not copies of the table -------------------
+
+def _put_back(table: Table, hash_key, range_key, before) -> None:
+    """Store `before` (an Item, or None for no item) under the key, as it was before the transaction."""
+    if range_key is None:
+        if before is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = before
+        return
+    if before is not None:
+        table.items[hash_key][range_key] = before
+    else:
+        partition = table.items.get(hash_key)
+        if isinstance(partition, dict):
+            partition.pop(range_key, None)
+            if not partition:
+                del table.items[hash_key]
+    _reindex(table, hash_key, range_key)
+
+
+def transact_write_items(self, transact_items):
+    """moto's DynamoDBBackend.transact_write_items, with another way to roll back.
+
+    moto deep-copied every table of the transaction before each action and
+    swapped the copy back in on failure. Here, before an action changes an
+    item, its before image is kept: the Item object itself for Put and Delete
+    (they replace or remove it, never change it), a copy of that one item for
+    Update (it changes the item in place). A cancelled transaction puts the
+    before images back, in reverse order, and drops the stream records it made.
+    """
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    before_images = []  # (table, hash key, range key, item or None), in the order applied
+    stream_marks = {}  # table name -> (shard, sequence number of its next record)
+    target_items = set()
+
+    def check_unicity(table_name, key):
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    def remember(table_name, key, op_type):
+        table = self.get_table(table_name)
+        if table.name not in stream_marks and table.stream_shard is not None:
+            shard = table.stream_shard
+            stream_marks[table.name] = (shard, shard.starting_sequence_number + len(shard.items))
+        hash_key, range_key = self.get_keys_value(table, key)
+        current = table.get_item(hash_key, range_key)
+        if op_type == "Update" and current is not None:
+            current = copy.deepcopy(current)
+        before_images.append((table, hash_key, range_key, current))
+
+    def roll_back():
+        for table, hash_key, range_key, before in reversed(before_images):
+            _put_back(table, hash_key, range_key, before)
+        for shard, next_sequence in stream_marks.values():
+            _truncate_stream(shard, next_sequence)
+
+    errors = []  # [(Code, Message, Item), ..]
+    for item in transact_items:
+        original_item = None
+        # Check transact writes are not performing multiple operations on the same item
+        if len(list(item.keys())) > 1:
+            raise TransactWriteSingleOpException
+
+        try:
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+
+            table_name = op["TableName"]
+            condition_expression = op.get("ConditionExpression")
+            expression_attribute_names = op.get("ExpressionAttributeNames")
+            expression_attribute_values = op.get("ExpressionAttributeValues")
+            return_values_on_condition_check_failure = op.get("ReturnValuesOnConditionCheckFailure")
+
+            if op_type == "Put":
+                attrs = op["Item"]
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+
+            check_unicity(table_name, key)
+
+            current = self.get_item(table_name, key)
+            if condition_expression is not None:
+                condition_op = get_filter_expression(
+                    condition_expression, expression_attribute_names, expression_attribute_values)
+                if not condition_op.expr(current):
+                    if return_values_on_condition_check_failure == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+
+            if op_type != "ConditionCheck":
+                remember(table_name, key, op_type)
+            if op_type == "Put":
+                self.put_item(
+                    table_name, op["Item"], condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values)
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name, key, condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values)
+            elif op_type == "Update":
+                self.update_item(
+                    table_name, key, update_expression=op["UpdateExpression"],
+                    condition_expression=condition_expression,
+                    expression_attribute_names=expression_attribute_names,
+                    expression_attribute_values=expression_attribute_values)
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            roll_back()
+            raise
+        except ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+        except Exception as e:
+            errors.append((type(e).__name__, str(e), original_item))
+
+    if any(code is not None for code, _, _ in errors):
+        roll_back()
+        raise TransactionCanceledException(errors)
+
+
+# ---- streams: serialized records, trimmed ---------------------------------------------------------
+
+class _StreamRecord:
+    """A DynamoDB Streams record as moto builds it (StreamRecord), kept as one JSON string."""
+
+    __slots__ = ("event_id", "event_name", "created", "size", "dynamodb_json")
+
+    def __init__(self, table, stream_type, event_name, old, new, sequence):
+        keys_of = old if old is not None else new
+        keys = {table.hash_key_attr: keys_of.hash_key.to_json()}
+        if table.range_key_attr is not None:
+            keys[table.range_key_attr] = keys_of.range_key.to_json()
+        self.created = utcnow()
+        dynamodb = {"StreamViewType": stream_type, "ApproximateCreationDateTime": self.created,
+                    "SequenceNumber": str(sequence), "SizeBytes": 1, "Keys": keys}
+        if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+            dynamodb["NewImage"] = new.to_json()["Attributes"]
+        if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+            dynamodb["OldImage"] = old.to_json()["Attributes"]
+        self.dynamodb_json = dynamo_json_dump(dynamodb)
+        self.size = len(self.dynamodb_json)  # moto's own (over)estimate of SizeBytes
+        self.event_id = uuid.uuid4().hex
+        self.event_name = event_name
+
+    def to_json(self) -> dict:
+        dynamodb = json.loads(self.dynamodb_json)
+        dynamodb.update(ApproximateCreationDateTime=self.created, SizeBytes=self.size)
+        return {"eventID": self.event_id, "eventName": self.event_name, "eventSource": "aws:dynamodb",
+                "eventVersion": "1.0", "awsRegion": "us-east-1", "dynamodb": dynamodb}
+
+
+def _stream_bytes(shard) -> int:
+    return shard.__dict__.setdefault("_bytes", 0)
+
+
+def _truncate_stream(shard, next_sequence: int) -> None:
+    """Drop the records from sequence number `next_sequence` on (those of a cancelled transaction)."""
+    keep = max(0, next_sequence - shard.starting_sequence_number)
+    dropped = shard.items[keep:]
+    del shard.items[keep:]
+    shard._bytes = _stream_bytes(shard) - sum(_size(record) for record in dropped)
+
+
+def _size(record) -> int:
+    return getattr(record, "size", 0)  # 0: one of moto's own StreamRecords (Lambda event source mappings)
+
+
+def _trim_stream(shard) -> None:
+    """Forget the oldest records beyond the retention (24 h) or the size cap, as DynamoDB trims its streams."""
+    oldest_kept = utcnow() - STREAM_RETENTION
+    trimmed, size = 0, _stream_bytes(shard)
+    for record in shard.items:
+        if size <= STREAM_MAX_BYTES and getattr(record, "created", oldest_kept) >= oldest_kept:
+            break
+        size -= _size(record)
+        trimmed += 1
+    if trimmed:
+        del shard.items[:trimmed]
+        shard.starting_sequence_number += trimmed
+    shard._bytes = size
+
+
+def stream_add(self, old, new):
+    """StreamShard.add keeping each record as JSON (not as dicts of the images) and trimming old ones.
+
+    A table feeding Lambda event source mappings keeps moto's own behaviour.
+    """
+    if self.table.lambda_event_source_mappings:
+        return original(StreamShard, "add")(self, old, new)
+    event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+    sequence = self.starting_sequence_number + len(self.items)
+    record = _StreamRecord(self.table, self.table.stream_specification["StreamViewType"], event_name, old, new,
+                           sequence)
+    self.items.append(record)
+    self._bytes = _stream_bytes(self) + record.size
+    if self._bytes > STREAM_MAX_BYTES or getattr(self.items[0], "created", record.created) < record.created - STREAM_RETENTION:
+        _trim_stream(self)
+
+
+def stream_get(self, start, quantity):
+    """StreamShard.get; a position already trimmed answers TrimmedDataAccessException, as DynamoDB does."""
+    if start < self.starting_sequence_number:
+        raise JsonRESTError("TrimmedDataAccessException",
+                            f"The operation attempted to read past the oldest stream record in a shard "
+                            f"(sequence number {start} was trimmed)")
+    return original(StreamShard, "get")(self, start, quantity)
+
+
+def _forget_expired_iterators(backend) -> None:
+    iterators = backend.shard_iterators
+    if not isinstance(iterators, collections.OrderedDict):
+        iterators = backend.shard_iterators = collections.OrderedDict(iterators)
+    expired = time.monotonic() - SHARD_ITERATOR_SECONDS
+    while iterators and getattr(next(iter(iterators.values())), "_issued", 0) < expired:
+        iterators.popitem(last=False)
+
+
+def shard_iterator_init(self, *args, **kwargs):
+    """ShardIterator.__init__, noting when it was issued."""
+    original(ShardIterator, "__init__")(self, *args, **kwargs)
+    self._issued = time.monotonic()
+
+
+def get_shard_iterator(self, *args, **kwargs):
+    _forget_expired_iterators(self)
+    return original(DynamoDBStreamsBackend, "get_shard_iterator")(self, *args, **kwargs)
+
+
+def get_records(self, iterator_arn, limit):
+    """DynamoDBStreamsBackend.get_records; an unknown or expired iterator answers ExpiredIteratorException."""
+    _forget_expired_iterators(self)
+    if iterator_arn not in self.shard_iterators:
+        raise JsonRESTError("ExpiredIteratorException", "Iterator expired (or unknown)")
+    return original(DynamoDBStreamsBackend, "get_records")(self, iterator_arn, limit)
+
+
+# ---- answers: AttributeValues written straight out ------------------------------------------------
+
+_ATTRIBUTE_VALUE_MEMBERS = frozenset(("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"))
+
+
+class _Unfit(Exception):
+    """Not a plain {type: value} dict: left to moto's generic serializer."""
+
+
+def _string(value):
+    return str(value) if value not in (None, {}, []) else value  # as BaseJSONSerializer._serialize_type_string
+
+
+def _attribute_value(serializer, value) -> dict:
+    """An AttributeValue ({type: value}, from dynamo_to_dict) as moto's JSON serializer writes it."""
+    if type(value) is not dict or len(value) != 1:
+        raise _Unfit()
+    ((member, content),) = value.items()
+    if content is None or member not in _ATTRIBUTE_VALUE_MEMBERS:
+        return {}
+    if member == "S" or member == "N":
+        return {member: _string(content)}
+    if member == "M":
+        return {"M": {name: _attribute_value(serializer, nested) for name, nested in content.items()}}
+    if member == "L":
+        return {"L": [_attribute_value(serializer, nested) for nested in content]}
+    if member == "SS" or member == "NS":
+        return {member: [_string(element) for element in content]}
+    if member == "B":
+        return {"B": serializer._base64(content)}
+    if member == "BS":
+        return {"BS": [serializer._base64(element) for element in content]}
+    return {member: content}  # NULL, BOOL
+
+
+def serialize_structure(self, serialized, value, shape, key):
+    """BaseJSONSerializer._serialize_type_structure, with DynamoDB's AttributeValue written directly."""
+    if key and shape.name == "AttributeValue" and set(shape.members) == _ATTRIBUTE_VALUE_MEMBERS:
+        try:
+            serialized[key] = _attribute_value(self, value)
+            return
+        except _Unfit:
+            pass
+    original(BaseJSONSerializer, "_serialize_type_structure")(self, serialized, value, shape, key)
+
+
+# ---- key comparisons ------------------------------------------------------------------------------
+
+def cast_value(self):
+    """DynamoType.cast_value, strings and numbers first (moto tries every type in turn)."""
+    if self.type == "S":
+        return self.value
+    if self.type == "N":
+        return decimal.Decimal(self.value)
+    return original(DynamoType, "cast_value").fget(self)
+
+
+def apply() -> None:
+    """Apply every patch (once)."""
+    if (Table, "query") in _original:
+        return
+    _stop_tracking()
+    _replace(DynamoType, "cast_value", property(cast_value))
+    _replace(BaseJSONSerializer, "_serialize_type_structure", serialize_structure)
+    _replace(Table, "query", query)
+    _replace(Table, "all_items", all_items)
+    _replace(Table, "put_item", put_item)
+    _replace(Table, "get_item", get_item)
+    _replace(Table, "delete_item", delete_item)
+    _replace(DynamoDBBackend, "update_item", update_item)
+    _replace(DynamoDBBackend, "transact_write_items", transact_write_items)
+    _replace(StreamShard, "add", stream_add)
+    _replace(StreamShard, "get", stream_get)
+    _replace(ShardIterator, "__init__", shard_iterator_init)
+    _replace(DynamoDBStreamsBackend, "get_shard_iterator", get_shard_iterator)
+    _replace(DynamoDBStreamsBackend, "get_records", get_records)

@@ -1,0 +1,209 @@
+"""The embedded DynamoDB (moto patched by devserver/moto_patches.py): all-or-nothing transactions that
+copy only what they touch, Queries that read only their key range, stream records, and nothing kept alive."""
+import gc
+import random
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.dynamo_type import DynamoType, Item
+from moto.dynamodb.models.table import Table
+
+from devserver import moto_patches
+from tests.conftest import TABLE, scan_all
+
+
+def _item(pk: str, sk: str, **attributes) -> dict:
+    return {"pk": {"S": pk}, "sk": {"S": sk}, **{name: {"S": value} for name, value in attributes.items()}}
+
+
+def _key(pk: str, sk: str) -> dict:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _table() -> Table:
+    return dynamodb_backends["123456789012"]["us-east-1"].get_table(TABLE)
+
+
+def _by_resource(client, resource: str) -> list:
+    return client.query(TableName=TABLE, IndexName="by_resource", KeyConditionExpression="resource_id = :r",
+                        ExpressionAttributeValues={":r": {"S": resource}})["Items"]
+
+
+def _streams():
+    """In process, moto routes DynamoDB Streams only on its regional host, not on botocore's account-based one."""
+    return boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
+
+
+def _stream_records(client) -> list:
+    streams = _streams()
+    arn = client.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    return streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+
+
+def test_a_transaction_whose_last_action_fails_leaves_every_item_as_before(dynamodb):
+    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", resource_id="room", start_key="2", note="b"),
+                                             "ver": {"N": "1"}})
+    dynamodb.put_item(TableName=TABLE, Item=_item("C", "C", resource_id="room", start_key="3"))
+    dynamodb.put_item(TableName=TABLE, Item={**_item("D", "D"), "ver": {"N": "7"}})
+    before, indexed_before, records_before = scan_all(dynamodb), _by_resource(dynamodb, "room"), _stream_records(dynamodb)
+
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException) as cancelled:
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item("A", "A", resource_id="room", start_key="1"),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": {"TableName": TABLE, "Key": _key("B", "B"),
+                        "UpdateExpression": "SET resource_id = :other, ver = ver + :one REMOVE note",
+                        "ConditionExpression": "ver = :one",
+                        "ExpressionAttributeValues": {":other": {"S": "hall"}, ":one": {"N": "1"}}}},
+            {"Delete": {"TableName": TABLE, "Key": _key("C", "C")}},
+            {"Put": {"TableName": TABLE, "Item": _item("D", "D", note="never"),
+                     "ConditionExpression": "ver = :read", "ExpressionAttributeValues": {":read": {"N": "6"}}}},
+        ])
+
+    reasons = [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
+    assert scan_all(dynamodb) == before
+    assert _by_resource(dynamodb, "room") == indexed_before and not _by_resource(dynamodb, "hall")
+    assert _stream_records(dynamodb) == records_before  # a cancelled transaction leaves no stream record
+
+
+def test_a_transaction_applies_all_of_its_actions(dynamodb):
+    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", resource_id="room", start_key="2"), "ver": {"N": "1"}})
+    dynamodb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": TABLE, "Item": _item("A", "A", resource_id="room", start_key="1")}},
+        {"Update": {"TableName": TABLE, "Key": _key("B", "B"), "UpdateExpression": "SET resource_id = :other",
+                    "ExpressionAttributeValues": {":other": {"S": "hall"}}}},
+    ])
+    assert [item["pk"]["S"] for item in _by_resource(dynamodb, "room")] == ["A"]
+    assert [item["pk"]["S"] for item in _by_resource(dynamodb, "hall")] == ["B"]
+
+
+def test_two_actions_on_one_item_are_refused_and_change_nothing(dynamodb):
+    dynamodb.put_item(TableName=TABLE, Item=_item("B", "B"))
+    before = scan_all(dynamodb)
+    with pytest.raises(dynamodb.exceptions.ClientError, match="multiple operations on one item"):
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item("A", "A")}},
+            {"Delete": {"TableName": TABLE, "Key": _key("B", "B")}},
+            {"Put": {"TableName": TABLE, "Item": _item("B", "B", note="again")}},
+        ])
+    assert scan_all(dynamodb) == before
+
+
+def test_writes_show_up_in_the_stream_with_old_and_new_images(dynamodb):
+    dynamodb.put_item(TableName=TABLE, Item=_item("A", "A", note="first"))
+    dynamodb.transact_write_items(TransactItems=[{"Update": {
+        "TableName": TABLE, "Key": _key("A", "A"), "UpdateExpression": "SET note = :n",
+        "ExpressionAttributeValues": {":n": {"S": "second"}}}}])
+    dynamodb.delete_item(TableName=TABLE, Key=_key("A", "A"))
+
+    records = _stream_records(dynamodb)
+    assert [record["eventName"] for record in records] == ["INSERT", "MODIFY", "REMOVE"]
+    inserted, modified, removed = (record["dynamodb"] for record in records)
+    assert inserted["StreamViewType"] == "NEW_AND_OLD_IMAGES" and inserted["Keys"] == _key("A", "A")
+    assert inserted["NewImage"] == _item("A", "A", note="first") and "OldImage" not in inserted
+    assert modified["OldImage"]["note"] == {"S": "first"} and modified["NewImage"]["note"] == {"S": "second"}
+    assert removed["OldImage"]["note"] == {"S": "second"} and "NewImage" not in removed
+    sequence = [int(record["dynamodb"]["SequenceNumber"]) for record in records]
+    assert sequence == sorted(sequence) and len(set(sequence)) == 3
+
+
+def test_the_stream_keeps_its_newest_records_within_its_cap(dynamodb, monkeypatch):
+    monkeypatch.setattr(moto_patches, "STREAM_MAX_BYTES", 2000)
+    streams = _streams()
+    arn = dynamodb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    first = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    for n in range(50):
+        dynamodb.put_item(TableName=TABLE, Item=_item(f"P{n}", "S", note="x" * 50))
+
+    records = _stream_records(dynamodb)
+    assert 5 < len(records) < 50 and records[-1]["dynamodb"]["Keys"]["pk"] == {"S": "P49"}
+    assert sum(record["dynamodb"]["SizeBytes"] for record in records) <= 2000
+    with pytest.raises(streams.exceptions.ClientError, match="TrimmedDataAccessException"):
+        streams.get_records(ShardIterator=first["ShardIterator"])
+    latest = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
+    dynamodb.put_item(TableName=TABLE, Item=_item("last", "S"))
+    (record,) = streams.get_records(ShardIterator=latest["ShardIterator"])["Records"]
+    assert record["dynamodb"]["Keys"]["pk"] == {"S": "last"}
+
+
+def test_no_copy_stays_alive(dynamodb):
+    """moto tracked every instance (copies too) and deep-copied the table per transaction action."""
+    for n in range(30):
+        dynamodb.put_item(TableName=TABLE, Item={**_item(f"R{n}", "R", resource_id="room", start_key=f"{n:03}"),
+                                                 "ver": {"N": "1"}})
+    for n in range(30):
+        dynamodb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": TABLE, "Key": _key(f"R{n}", "R"), "UpdateExpression": "SET ver = ver + :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Put": {"TableName": TABLE, "Item": _item(f"N{n}", "N")}},
+        ])
+        with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+            dynamodb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": _item(f"X{n}", "X")}},
+                {"ConditionCheck": {"TableName": TABLE, "Key": _key(f"R{n}", "R"),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        _by_resource(dynamodb, "room")
+        dynamodb.get_item(TableName=TABLE, Key=_key(f"missing{n}", "M"))
+    gc.collect()
+    alive = sum(isinstance(thing, Item) for thing in gc.get_objects())
+    assert alive == len(scan_all(dynamodb)) == 60
+    assert Item.instances_tracked == [] and Table.instances_tracked == []
+    assert not any(pk.value.startswith("missing") for pk in _table().items)  # no empty partition left behind
+
+
+def _query_both_ways(table: Table, index_name, hash_name, hash_value, range_name, comparison, values, limit,
+                     forward) -> tuple:
+    """Every page of one Query, through the patched Table.query and through moto's own."""
+    answers = []
+    for query in (table.query, moto_patches.original(Table, "query").__get__(table)):
+        pages, start = [], None
+        while True:
+            items, scanned, last = query(
+                DynamoType(hash_value), comparison, values, limit, start, forward, None, index_name=index_name,
+                hash_key_conditions=[(hash_name, DynamoType(hash_value))],
+                range_key_conditions=[(range_name, comparison, values)] if comparison else [])
+            pages.append(([item.to_json() for item in items], scanned, last))
+            if last is None or len(pages) > 200:
+                break
+            start = {name: value.to_json() if isinstance(value, DynamoType) else value for name, value in last.items()}
+        answers.append(pages)
+    return tuple(answers)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
+    """Random items and Queries (table and index, every range operator, both orders, limits, every page)."""
+    chance = random.Random(seed)
+    letters = "abcde"
+    for n in range(150):
+        item = _item(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}")
+        if chance.random() < 0.8:
+            item.update(resource_id={"S": chance.choice(letters)}, start_key={"S": f"k{chance.randrange(10)}"})
+        dynamodb.put_item(TableName=TABLE, Item=item)
+        if chance.random() < 0.2:
+            dynamodb.delete_item(TableName=TABLE, Key=_key(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}"))
+        if chance.random() < 0.2:
+            dynamodb.update_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
+                                 UpdateExpression="SET resource_id = :r",
+                                 ExpressionAttributeValues={":r": {"S": chance.choice(letters)}})
+    table = _table()
+    for _ in range(40):
+        on_index = chance.random() < 0.5
+        index_name, hash_name, range_name, prefix = (
+            ("by_resource", "resource_id", "start_key", "k") if on_index else (None, "pk", "sk", "s"))
+        hash_value = {"S": ("" if on_index else "p") + chance.choice(letters + "z")}
+        comparison = chance.choice([None, "=", "<", "<=", ">", ">=", "BETWEEN", "BEGINS_WITH"])
+        bound = [f"{prefix}{chance.randrange(12 if on_index else 42):0{1 if on_index else 2}}" for _ in range(2)]
+        values = {None: [], "BETWEEN": sorted(bound), "BEGINS_WITH": [bound[0][:-1]]}.get(comparison, bound[:1])
+        limit = chance.choice([None, 1, 2, 3, 7, 50])
+        patched, moto = _query_both_ways(table, index_name, hash_name, hash_value, range_name, comparison,
+                                         [DynamoType({"S": value}) for value in values], limit,
+                                         chance.random() < 0.5)
+        assert patched == moto, (index_name, hash_value, comparison, values, limit)
