@@ -1,7 +1,9 @@
 """Generate the Python code of protos/reservation.proto.
 
-The message classes go to chalicelib/gen (shipped to Lambda); the grpcio and
-connect-python stubs go to rsvp/gen (servers and clients outside Lambda).
+The message classes go to chalicelib/gen (shipped to Lambda, used by every
+adapter and client); the grpcio and connect-python client stubs go to tests/gen,
+where their only users are (the native gRPC server needs no stubs: it serves
+chalicelib.api.METHODS through grpcio's generic handlers).
 protoc writes `import reservation_pb2`, which only works from the output
 folder itself, so that import is rewritten to the package path.
 
@@ -25,8 +27,8 @@ PACKAGE_IMPORT = "from chalicelib.gen import reservation_pb2 as reservation__pb2
 DESTINATIONS = {
     "reservation_pb2.py": "chalicelib/gen",
     "reservation_pb2.pyi": "chalicelib/gen",
-    "reservation_pb2_grpc.py": "rsvp/gen",
-    "reservation_connect.py": "rsvp/gen",
+    "reservation_pb2_grpc.py": "tests/gen",
+    "reservation_connect.py": "tests/gen",
 }
 
 
