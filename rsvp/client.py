@@ -5,18 +5,23 @@
     made = client.reserve(resource_id="room-1", user_id="alice", start=datetime(...), end=datetime(...))
     for reservation in client.query(resource_id="room-1"):   # walks every page
         ...
+    for event in client.listen(resource_id="room-1"):        # the change feed, as it happens
+        ...
 
 Retries (bounded, jittered) only on retryable codes and lost connections.
 reserve always carries a request id (made here unless given), so its retries
-can never book twice. A retried cancel whose first answer was lost may answer
-NOT_FOUND. With `sign=True` requests are SigV4-signed for the IAM-protected
-prod stage (botocore's signer, default credential chain).
+can never book twice, not even after an UNKNOWN answer ("may have been made").
+A retried cancel whose first answer was lost may answer NOT_FOUND. With
+`sign=True` requests are SigV4-signed for the IAM-protected prod stage
+(botocore's signer, default credential chain). `tenant` and `acting_user` send
+x-tenant-id (trusted by the local server only) and x-acting-user.
 """
 import base64
 import dataclasses
 import datetime
 import json
 import random
+import struct
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +30,7 @@ import uuid
 from typing import Iterator, Optional
 
 from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from chalicelib.gen import reservation_pb2 as pb
@@ -59,13 +65,20 @@ def check_base_url(url: str) -> str:
 
 
 class ReservationError(Exception):
-    """A failed call: `code` is the Connect code ("failed_precondition", "not_found", ...)."""
+    """A failed call: `code` is the Connect code ("failed_precondition", "not_found", ...).
 
-    def __init__(self, code: str, message: str, conflicts: tuple = ()):
+    `conflict` is the ReservationConflict detail of a reserve or reschedule that did not fit
+    (`conflicts` its listed windows); `maybe_made` the id of a reservation that may exist
+    after an UNKNOWN answer.
+    """
+
+    def __init__(self, code: str, message: str, conflict=None, maybe_made: str = ""):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.conflicts = conflicts  # ReservationWindow messages, for failed_precondition on reserve
+        self.conflict = conflict
+        self.conflicts = tuple(conflict.conflicts) if conflict is not None else ()
+        self.maybe_made = maybe_made
 
 
 def timestamp(moment) -> Timestamp:
@@ -79,6 +92,37 @@ def timestamp(moment) -> Timestamp:
     return stamp
 
 
+def duration(length) -> Duration:
+    """A Duration from a timedelta (or a Duration)."""
+    if isinstance(length, Duration):
+        return length
+    value = Duration()
+    value.FromTimedelta(length)
+    return value
+
+
+RULE_DURATIONS = ("min_duration", "max_duration", "step", "buffer_before", "buffer_after", "min_notice",
+                  "max_advance", "hold_for")
+
+
+def resource(resource_id: str, name: str = "", labels: Optional[dict] = None, capacity: int = 0,
+             time_zone: str = "", **rules) -> pb.Resource:
+    """A Resource message; rules are timedeltas named as in the proto (step, max_duration, hold_for, ...)."""
+    unknown = set(rules) - set(RULE_DURATIONS)
+    if unknown:
+        raise TypeError(f"unknown rules {sorted(unknown)}; rules are {', '.join(RULE_DURATIONS)}")
+    message = pb.Resource(id=resource_id, name=name, labels=labels or {}, capacity=capacity, time_zone=time_zone)
+    for rule, length in rules.items():
+        if length is not None:
+            getattr(message, rule).CopyFrom(duration(length))
+    return message
+
+
+def _unpadded_b64(value: str) -> bytes:
+    """Connect sends base64 without padding."""
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
 @dataclasses.dataclass
 class ReservationClient:
     base_url: str = "http://127.0.0.1:8000"
@@ -87,6 +131,8 @@ class ReservationClient:
     sign: bool = False
     region: Optional[str] = None
     max_attempts: int = 4
+    tenant: Optional[str] = None
+    acting_user: Optional[str] = None
 
     def __post_init__(self):
         check_base_url(self.base_url)
@@ -97,12 +143,82 @@ class ReservationClient:
                 raise ImportError("signing needs botocore: pip install 'my-reservation-tools[client]'") from None
 
     def reserve(self, resource_id: str, user_id: str, start, end, status: Optional[str] = None, note: str = "",
-                request_id: Optional[str] = None) -> pb.Reservation:
-        """`status` None leaves it to the service (PENDING)."""
+                request_id: Optional[str] = None, units: int = 0, hold_for=None) -> pb.Reservation:
+        """`status` None leaves it to the service (PENDING); `hold_for` (a timedelta) makes it a hold."""
         wanted = pb.Reservation(resource_id=resource_id, user_id=user_id, start=timestamp(start),
-                                end=timestamp(end), status=STATUS_NAMES[status.upper()] if status else 0, note=note)
+                                end=timestamp(end), status=STATUS_NAMES[status.upper()] if status else 0, note=note,
+                                units=units)
         request = pb.ReserveRequest(reservation=wanted, request_id=request_id or str(uuid.uuid4()))
-        return self._call("reserve", request, pb.ReserveResponse).reservation
+        if hold_for is not None:
+            request.hold_for.CopyFrom(duration(hold_for))
+        # with a request id, a retry after "unknown" (it may have been made) is safe: it cannot book twice
+        return self._call("reserve", request, pb.ReserveResponse, also_retry={"unknown"}).reservation
+
+    def reschedule(self, reservation_id: str, start, end, resource_id: str = "") -> pb.Reservation:
+        request = pb.RescheduleRequest(id=reservation_id, start=timestamp(start), end=timestamp(end),
+                                       resource_id=resource_id)
+        return self._call("reschedule", request, pb.RescheduleResponse).reservation
+
+    def define_resource(self, resource_id: str, **fields) -> pb.Resource:
+        """Create or change a resource: fields as in rsvp.client.resource()."""
+        request = pb.DefineResourceRequest(resource=resource(resource_id, **fields))
+        return self._call("define_resource", request, pb.DefineResourceResponse).resource
+
+    def get_resource(self, resource_id: str) -> pb.Resource:
+        return self._call("get_resource", pb.GetResourceRequest(id=resource_id), pb.GetResourceResponse).resource
+
+    def list_resources(self, labels: Optional[dict] = None, page_size: int = 0) -> Iterator[pb.Resource]:
+        """Every resource carrying `labels`, in id order, page after page."""
+        token = ""
+        while True:
+            page = self._call("list_resources", pb.ListResourcesRequest(labels=labels or {}, page_size=page_size,
+                                                                        page_token=token), pb.ListResourcesResponse)
+            yield from page.resources
+            token = page.next_page_token
+            if not token:
+                return
+
+    def delete_resource(self, resource_id: str) -> pb.Resource:
+        return self._call("delete_resource", pb.DeleteResourceRequest(id=resource_id),
+                          pb.DeleteResourceResponse).resource
+
+    def availability(self, start, end, resource_ids=(), labels: Optional[dict] = None,
+                     units: int = 0) -> pb.AvailabilityResponse:
+        request = pb.AvailabilityRequest(resource_ids=list(resource_ids), labels=labels or {},
+                                         start=timestamp(start), end=timestamp(end), units=units)
+        return self._call("availability", request, pb.AvailabilityResponse)
+
+    def find_slots(self, start, end, length, resource_ids=(), labels: Optional[dict] = None, units: int = 0,
+                   limit: int = 0) -> Iterator[pb.Slot]:
+        """Bookable (resource, start) slots of `length` (a timedelta), in start order, page after page."""
+        token = ""
+        while True:
+            request = pb.FindSlotsRequest(resource_ids=list(resource_ids), labels=labels or {},
+                                          start=timestamp(start), end=timestamp(end), duration=duration(length),
+                                          units=units, limit=limit, page_token=token)
+            page = self._call("find_slots", request, pb.FindSlotsResponse)
+            yield from page.slots
+            token = page.next_page_token
+            if not token:
+                return
+
+    def changes(self, after: str = "", resource_id: str = "", user_id: str = "",
+                page_size: int = 0) -> pb.ChangesResponse:
+        """One page of the change feed after the cursor `after` ("": from the oldest kept event)."""
+        request = pb.ChangesRequest(resource_id=resource_id, user_id=user_id, after=after, page_size=page_size)
+        return self._call("changes", request, pb.ChangesResponse)
+
+    def listen(self, after: str = "", resource_id: str = "", user_id: str = "") -> Iterator[pb.ChangeEvent]:
+        """Change events as they happen, forever: each listen call is a long poll that ends with the
+        cursor to resume from (event.cursor is where to resume after a crash)."""
+        cursor = after
+        while True:
+            events, trailers = self._stream("listen", pb.ListenRequest(resource_id=resource_id, user_id=user_id,
+                                                                       after=cursor), pb.ChangeEvent)
+            for event in events:
+                yield event
+                cursor = event.cursor
+            cursor = trailers.get("cursor", [cursor])[0]
 
     def confirm(self, reservation_id: str) -> pb.Reservation:
         return self._call("confirm", pb.ConfirmRequest(id=reservation_id), pb.ConfirmResponse).reservation
@@ -141,36 +257,66 @@ class ReservationClient:
 
     # ---- transport -----------------------------------------------------------
 
-    def _call(self, method: str, request, response_type):
+    def _call(self, method: str, request, response_type, also_retry: frozenset = frozenset()):
+        return self._retrying(lambda: self._once(method, request, response_type), also_retry)
+
+    def _retrying(self, call, also_retry=frozenset()):
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return self._once(method, request, response_type)
+                return call()
             except ReservationError as error:
-                if error.code not in RETRYABLE_CODES or attempt == self.max_attempts:
+                if (error.code not in RETRYABLE_CODES and error.code not in also_retry) \
+                        or attempt == self.max_attempts:
                     raise
             time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
 
-    def _once(self, method: str, request, response_type):
-        content_type = "application/json" if self.use_json else "application/proto"
-        body = json_format.MessageToJson(request).encode() if self.use_json else request.SerializeToString()
+    def _post(self, method: str, body: bytes, content_type: str, timeout: float) -> bytes:
         url = f"{self.base_url.rstrip('/')}/{SERVICE_NAME}/{method}"
         headers = {"Content-Type": content_type, "Connect-Protocol-Version": "1"}
+        if self.tenant:
+            headers["x-tenant-id"] = self.tenant
+        if self.acting_user:
+            headers["x-acting-user"] = self.acting_user
         if self.sign:
             headers = self._signed(url, body, headers)
         http_request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(http_request, timeout=self.timeout) as answer:
-                payload = answer.read()
+            with urllib.request.urlopen(http_request, timeout=timeout) as answer:
+                return answer.read()
         except urllib.error.HTTPError as failure:
             raise _error_of(failure.code, failure.read()) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as failure:
             raise ReservationError("unavailable", f"cannot reach {self.base_url}: {failure}") from None
+
+    def _once(self, method: str, request, response_type):
+        content_type = "application/json" if self.use_json else "application/proto"
+        body = json_format.MessageToJson(request).encode() if self.use_json else request.SerializeToString()
+        payload = self._post(method, body, content_type, self.timeout)
         response = response_type()
         if self.use_json:
             json_format.Parse(payload, response, ignore_unknown_fields=True)
         else:
             response.ParseFromString(payload)
         return response
+
+    def _stream(self, method: str, request, message_type) -> tuple:
+        """(messages, trailers) of a Connect server stream, read whole (a long poll: up to 15 s more)."""
+        def once():
+            body = request.SerializeToString()
+            payload = self._post(method, struct.pack(">BI", 0, len(body)) + body, "application/connect+proto",
+                                 self.timeout + 20)
+            messages, end = [], {}
+            while payload:
+                flags, length = struct.unpack(">BI", payload[:5])
+                chunk, payload = payload[5:5 + length], payload[5 + length:]
+                if flags & 0x02:
+                    end = json.loads(chunk or b"{}")
+                else:
+                    messages.append(message_type.FromString(chunk))
+            if "error" in end:
+                raise _error_from_json(end["error"], 200)
+            return messages, end.get("metadata", {})
+        return self._retrying(once)
 
     def _signed(self, url: str, body: bytes, headers: dict) -> dict:
         import botocore.session
@@ -187,13 +333,20 @@ class ReservationClient:
 def _error_of(http_status: int, body: bytes) -> ReservationError:
     try:
         error = json.loads(body)
+    except ValueError:
+        error = None
+    return _error_from_json(error, http_status)
+
+
+def _error_from_json(error, http_status: int) -> ReservationError:
+    try:
         code, message = error["code"], error.get("message", "")
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         return ReservationError(HTTP_FALLBACK_CODES.get(http_status, "unknown"), f"HTTP {http_status}")
-    conflicts = []
+    conflict, maybe_made = None, ""
     for detail in error.get("details", []):
-        if detail.get("type") == "reservation.ReservationConflict":
-            value = detail["value"]
-            conflict = pb.ReservationConflict.FromString(base64.b64decode(value + "=" * (-len(value) % 4)))
-            conflicts += list(conflict.conflicts)
-    return ReservationError(code, message, tuple(conflicts))
+        if detail.get("type") == pb.ReservationConflict.DESCRIPTOR.full_name:
+            conflict = pb.ReservationConflict.FromString(_unpadded_b64(detail["value"]))
+        elif detail.get("type") == pb.OutcomeUnknown.DESCRIPTOR.full_name:
+            maybe_made = pb.OutcomeUnknown.FromString(_unpadded_b64(detail["value"])).reservation_id
+    return ReservationError(code, message, conflict, maybe_made)
