@@ -430,6 +430,52 @@ def test_lambda_package_carries_only_runtime_needs(packages):
         assert size < 5 * 1024 * 1024
 
 
+# ---- chalice deploy (path (a)) ---------------------------------------------------------------------
+
+DEPLOY_GRAPH = """
+import json, os, sys
+from chalice.cli.factory import CLIFactory
+from chalice.deploy import models
+from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
+
+stage = sys.argv[1]
+config = CLIFactory(os.getcwd(), environ=os.environ).create_config_obj(stage)
+found = {"functions": {}, "schedules": [], "streams": []}
+for resource in DependencyBuilder().build_dependencies(ApplicationGraphBuilder().build(config, stage)):
+    if isinstance(resource, models.LambdaFunction):
+        found["functions"][resource.resource_name] = {
+            "name": resource.function_name, "role": resource.role.role_name,
+            "policy": os.path.basename(resource.role.policy.filename), "environment": resource.environment_variables}
+    elif isinstance(resource, models.ScheduledEvent):
+        found["schedules"].append([resource.lambda_function.resource_name, resource.schedule_expression])
+    elif isinstance(resource, models.DynamoDBEventSource):
+        found["streams"].append([resource.lambda_function.resource_name, resource.stream_arn])
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_chalice_deploy_would_make_what_the_policies_name(stage):
+    """What `chalice deploy --stage <stage>` plans (its application graph, built offline, as the CLI
+    loads the app: with the stage's environment): function names whose log groups the policies name,
+    one role per function with its own policy file, the schedule, and the stream ARN of the config."""
+    import os
+
+    environment = {**os.environ, **FAKE_CREDENTIALS}
+    planned = subprocess.run([sys.executable, "-c", DEPLOY_GRAPH, stage], cwd=ROOT, env=environment, check=False,
+                             capture_output=True, text=True, timeout=120)
+    assert planned.returncode == 0, planned.stderr
+    graph = json.loads(planned.stdout)
+    stage_config = CONFIG["stages"][stage]
+    assert {function: (spec["name"], spec["policy"]) for function, spec in graph["functions"].items()} == {
+        function: (infra.function_names(stage)[_logical(function)],
+                   stage_config["lambda_functions"][function]["iam_policy_file"]) for function in FUNCTIONS}
+    assert len({spec["role"] for spec in graph["functions"].values()}) == len(FUNCTIONS)
+    assert all(spec["environment"] == stage_config["environment_variables"] for spec in graph["functions"].values())
+    assert graph["schedules"] == [["sweep_expired_holds", "rate(1 minute)"]]
+    assert graph["streams"] == [["push_changes", stage_config["environment_variables"]["RESERVATION_STREAM_ARN"]]]
+
+
 # ---- the stacks in moto (path (a)) ---------------------------------------------------------------------
 
 
@@ -512,7 +558,7 @@ def test_path_a_stacks_deploy_in_moto_and_configure_fills_the_stage(aws, tmp_pat
     assert tenants.tenant_of("arn:aws:sts::123456789012:assumed-role/other/x") is None
 
 
-def test_configure_refuses_a_stage_whose_names_differ_from_infra(tmp_path):
+def test_infra_stage_refuses_a_stage_whose_names_differ_from_infra(tmp_path):
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     config["stages"]["prod"]["environment_variables"]["EVENT_BUS_NAME"] = "somebody-elses-bus"
     with pytest.raises(SystemExit, match="EVENT_BUS_NAME"):
