@@ -16,6 +16,7 @@ from . import layout
 from .layout import Bucket, Shape, StoredResource
 from .model import Booking, ChangeEvent
 from .ports import (
+    LISTED_NEIGHBOURS,
     NEIGHBOUR_LIMIT,
     OutcomeUnknown,
     ReserveRead,
@@ -142,8 +143,22 @@ class DynamoStore:
             if booking.overlaps(start_ns, end_ns):
                 found.append(booking)
                 if len(found) >= limit:
-                    return tuple(reversed(found)), True
+                    return self._first_overlapping(tenant, resource_id, start_ns, end_ns), True
         return tuple(reversed(found)), False
+
+    def _first_overlapping(self, tenant: str, resource_id: str, start_ns: int, end_ns: int) -> tuple:
+        """The first LISTED_NEIGHBOURS bookings overlapping [start, end), in start order (too many to read all):
+        the one covering `start` (the last to start before it), then those starting from it on."""
+        before = next(iter(self.bookings(tenant, resource_id, layout.start_key_bound(layout.MIN_NS),
+                                         layout.start_key_bound(start_ns), True, 1)), None)
+        first = [before] if before is not None and before.overlaps(start_ns, end_ns) else []
+        for booking in self.bookings(tenant, resource_id, layout.start_key_bound(start_ns),
+                                     layout.start_key_bound(end_ns), False, LISTED_NEIGHBOURS):
+            if len(first) >= LISTED_NEIGHBOURS:
+                break
+            if booking.overlaps(start_ns, end_ns):
+                first.append(booking)
+        return tuple(first)
 
     def timelines(self, tenant: str, reads: list, item_budget: int) -> list:
         """The Timeline of each read, all read at once (one round of concurrent calls).
@@ -392,7 +407,8 @@ def _actions(plan: WritePlan) -> list:
             "ConditionExpression": "attribute_not_exists(longest) OR longest < :duration",
             "ExpressionAttributeValues": {":duration": {"N": str(raise_.duration_ns)}}}}))
     for event in plan.events:
-        actions.append(("event", _put(layout.event_item(tenant, event), "attribute_not_exists(pk)")))
+        actions += [("event", _put(layout.event_item(tenant, event, partition), "attribute_not_exists(pk)"))
+                    for partition in layout.event_partitions(event)]
     return actions
 
 
@@ -428,7 +444,12 @@ def _recap_action(tenant: str, recap) -> dict:
     names, conditions = {}, ["cap = :old"]
     values = {":old": {"N": str(recap.old_cap)}, ":new": {"N": str(recap.new_cap)}}
     if recap.new_cap < recap.old_cap:
-        for number, cell in enumerate(recap.shape.grid.points(start, end - 1)):
+        points = list(recap.shape.grid.points(start, end + recap.shape.step_ns + layout.DAY_NS))
+        for number, (cell, cell_end) in enumerate(zip(points, points[1:])):
+            if cell >= end:
+                break
+            if cell_end <= recap.from_ns:
+                continue  # over already: the past keeps what it had
             names[f"#c{number}"] = layout.cell_attribute(start, cell)
             conditions.append(f"(attribute_not_exists(#c{number}) OR #c{number} <= :new)")
     action = {"Key": layout.bucket_key(tenant, recap.resource_id, recap.index), "UpdateExpression": "SET cap = :new",

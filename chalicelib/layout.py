@@ -469,18 +469,29 @@ def request_item(tenant: str, request_id: str, fingerprint: str, reservation: Re
 EVENT_RETENTION_NS = 7 * DAY_NS
 
 
-def event_item(tenant: str, event: ChangeEvent) -> dict:
+def event_partitions(event: ChangeEvent) -> list:
+    """The resources whose feeds show an event: a move to another resource is news to both. Only the
+    first copy carries the user and tenant index keys, so that those feeds show it once."""
+    moved_from = event.before.resource_id if event.before is not None else event.resource_id
+    return [event.resource_id] + ([moved_from] if moved_from != event.resource_id else [])
+
+
+def event_item(tenant: str, event: ChangeEvent, partition: str = "") -> dict:
+    """The event as kept in the feed of `partition` (default: its own resource's)."""
+    partition = partition or event.resource_id
     item = {
-        **key(events_pk(tenant, event.resource_id), event_key_of(event.at_ns, event.event_id)),
+        **key(events_pk(tenant, partition), event_key_of(event.at_ns, event.event_id)),
         "ek": _s(event_key_of(event.at_ns, event.event_id)),
-        "etk": _s(tenant),
         "kind": _n(int(event.kind)),
         "rid": _s(event.resource_id),
         "expires_at": _n(ttl_seconds(event.at_ns + EVENT_RETENTION_NS)),
     }
+    if partition == event.resource_id:
+        item["etk"] = _s(tenant)
     if event.reservation is not None:
         item["after"] = {"M": reservation_attributes(event.reservation)}
-        item["euk"] = _s(user_index_key(tenant, event.reservation.user_id))
+        if partition == event.resource_id:
+            item["euk"] = _s(user_index_key(tenant, event.reservation.user_id))
     if event.before is not None:
         item["before"] = {"M": reservation_attributes(event.before)}
     if event.resource is not None:

@@ -59,7 +59,9 @@ class ReserveSnapshot:
     definition: Optional[StoredResource]
     guards: dict  # slot -> version read (0: absent)
     buckets: dict  # bucket index -> Bucket
-    neighbours: tuple  # exclusive: bookings whose padded window overlaps, in start order (at most NEIGHBOUR_LIMIT)
+    # exclusive resources: the bookings whose padded window overlaps, in start order; when there are
+    # NEIGHBOUR_LIMIT or more (more_neighbours), only the first LISTED_NEIGHBOURS of them
+    neighbours: tuple
     more_neighbours: bool
     remembered: Optional[RememberedRequest]
     user_longest_ns: int
@@ -67,6 +69,7 @@ class ReserveSnapshot:
 
 
 NEIGHBOUR_LIMIT = 1000
+LISTED_NEIGHBOURS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +119,15 @@ class BucketChange:
 
 @dataclasses.dataclass(frozen=True)
 class BucketRecap:
-    """Give a pool bucket a new capacity, only if it still has `old_cap` and every cell fits `new_cap`."""
+    """Give a pool bucket a new capacity, only if it still has `old_cap` and every cell that ends
+    after `from_ns` fits `new_cap` (the past keeps what it had)."""
 
     resource_id: str
     shape: Shape
     index: int
     old_cap: int
     new_cap: int
+    from_ns: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,7 +169,7 @@ class ResourceService:
         buckets = self._future_buckets(tenant, after.resource.id, shape, now_ns)
         done = []
         for bucket in buckets:
-            recap = BucketRecap(after.resource.id, shape, bucket.index, bucket.cap, new)
+            recap = BucketRecap(after.resource.id, shape, bucket.index, bucket.cap, new, now_ns)
             try:
                 self.store.commit(WritePlan(tenant, recaps=[recap]))
                 done.append(recap)
@@ -181,7 +181,7 @@ class ResourceService:
     def _undo_capacity(self, tenant: str, before: StoredResource, after: StoredResource, done: list) -> None:
         restored = dataclasses.replace(before, rev=after.rev + 1, crev=after.crev + 1,
                                        last_event_ns=after.last_event_ns + 1)
-        undo = [BucketRecap(recap.resource_id, recap.shape, recap.index, recap.new_cap, recap.old_cap)
+        undo = [BucketRecap(recap.resource_id, recap.shape, recap.index, recap.new_cap, recap.old_cap, recap.from_ns)
                 for recap in done]
         self.store.commit(WritePlan(tenant, definitions=[DefinitionWrite(restored, after.rev)], events=[
             ChangeEvent(ChangeKind.RESOURCE_DEFINED, restored.last_event_ns, uuid.uuid4().hex,

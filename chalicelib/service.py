@@ -43,7 +43,8 @@ WRITE_ATTEMPTS = 16
 BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.25
 LISTED_CONFLICTS = 10
-DISPLACE_LIMIT = 10  # expired holds removed by one write; more are swept first
+DISPLACE_LIMIT = 5  # expired holds removed by the write that takes their time; more are removed first
+EXPIRE_BATCH = 20  # expired holds removed by one write of their own
 MAX_UNITS = 1_000_000
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Conflict(ServiceError):
     """A claim does not fit: `blocking` (the first LISTED_CONFLICTS) are in the way, `total` in all."""
 
     def __init__(self, resource_id: str, requested: Reservation, blocking: list, total: int,
-                 full_window: tuple = (), units_free: int = 0, capacity: int = 1):
+                 full_window: tuple = (), units_free: int = 0, capacity: int = 1, at_least: bool = False):
         self.resource_id = resource_id
         self.requested = requested
         self.blocking = tuple(blocking[:LISTED_CONFLICTS])
@@ -61,7 +62,8 @@ class Conflict(ServiceError):
         self.units_free = units_free
         listed = ", ".join(f"{b.reservation.id} [{validate.iso(b.reservation.start_ns)}, "
                            f"{validate.iso(b.reservation.end_ns)})" for b in self.blocking)
-        more = f" and {total - len(self.blocking)} more" if total > len(self.blocking) else ""
+        more = f" and {'at least ' if at_least else ''}{total - len(self.blocking)} more" \
+            if total > len(self.blocking) else ""
         if full_window:
             start, end = full_window
             message = (f"resource {resource_id} has {units_free} of {capacity} units free in "
@@ -70,6 +72,10 @@ class Conflict(ServiceError):
         else:
             message = f"resource {resource_id} is already reserved in the requested window by {listed}{more}"
         super().__init__(Code.FAILED_PRECONDITION, message)
+
+
+class _ReadAgain(Exception):
+    """What a plan was being built on changed (expired holds were swept first): read again."""
 
 
 class MaybeWritten(ServiceError):
@@ -191,7 +197,10 @@ class ReservationService:
             booking = Booking(dataclasses.replace(wanted, expires_at_ns=expires), 1, before, after,
                               pooled=target.shape.pool)
             plan = WritePlan(caller.tenant)
-            self._place(plan, target, booking, now, moving=None)
+            try:
+                self._place(plan, target, booking, now, moving=None)
+            except _ReadAgain:
+                continue
             at = _next_event_time(plan, now)
             booking = dataclasses.replace(booking, last_event_ns=at)
             plan.create.append(booking)
@@ -289,11 +298,15 @@ class ReservationService:
         reservation = booking.reservation
         blocking, displaceable = find_conflicts(snapshot.neighbours, booking, now_ns)
         if blocking:
-            total = len(blocking) if not snapshot.more_neighbours else NEIGHBOUR_LIMIT
-            raise Conflict(reservation.resource_id, reservation, blocking, total)
-        for extra in displaceable[DISPLACE_LIMIT:]:
-            self._expire_one(plan.tenant, extra, target.shape)  # each alone; guards need no bump to free time
-        self._displace(plan, displaceable[:DISPLACE_LIMIT], now_ns)
+            raise Conflict(reservation.resource_id, reservation, blocking,
+                           NEIGHBOUR_LIMIT if snapshot.more_neighbours else len(blocking),
+                           at_least=snapshot.more_neighbours)
+        if snapshot.more_neighbours or len(displaceable) > DISPLACE_LIMIT:
+            # Too many expired holds in the way for one write: remove them first (freeing time needs no
+            # guard), then decide again on what is left.
+            self._expire(plan.tenant, self._expired_in(plan.tenant, booking, now_ns))
+            raise _ReadAgain()
+        self._displace(plan, displaceable, now_ns)
         plan.guards += [GuardBump(reservation.resource_id, index, snapshot.guards.get(index, 0))
                         for index in target.shape.slots(booking.padded_start_ns, booking.padded_end_ns)]
 
@@ -312,10 +325,14 @@ class ReservationService:
             in_window = list(self._pool_bookings(plan.tenant, definition, booking))
             displaced = [other for other in in_window if other.reservation.expired(now_ns)
                          and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
-                         and (moving is None or other.reservation.id != moving.reservation.id)][:DISPLACE_LIMIT]
+                         and (moving is None or other.reservation.id != moving.reservation.id)]
+            if len(displaced) > DISPLACE_LIMIT:
+                self._expire(plan.tenant, displaced)  # apart, then decide on fresh counters
+                raise _ReadAgain()
             freed = [{cell: -units for cell, units in units_by_cell(other, shape).items()} for other in displaced]
             merged = merge_bucket_deltas(shape, wanted, released, *freed)
-            full = self._first_full(shape, snapshot.buckets, capacity, merged)
+            buckets = self._with_buckets(plan.tenant, reservation.resource_id, shape, snapshot.buckets, merged)
+            full = self._first_full(shape, buckets, capacity, merged)
             if full is not None:
                 cell_start, cell_end, free = full
                 blocking = [other for other in in_window if other.overlaps(cell_start, cell_end)
@@ -326,8 +343,10 @@ class ReservationService:
         freed = [{cell: -units for cell, units in units_by_cell(other, shape).items()} for other in displaced]
         self._displace(plan, displaced, now_ns)
         created = False
-        for index, cells in sorted(merge_bucket_deltas(shape, wanted, released, *freed).items()):
-            bucket = snapshot.buckets.get(index)
+        merged = merge_bucket_deltas(shape, wanted, released, *freed)
+        buckets = self._with_buckets(plan.tenant, reservation.resource_id, shape, snapshot.buckets, merged)
+        for index, cells in sorted(merged.items()):
+            bucket = buckets.get(index)
             exists = bucket is not None and bucket.exists
             cap = bucket.cap if exists else capacity
             plan.buckets.append(BucketChange(reservation.resource_id, shape, index, tuple(sorted(cells.items())),
@@ -337,6 +356,18 @@ class ReservationService:
         if created or padded > definition.longest_ns:
             plan.checks.append(DefinitionCheck(reservation.resource_id, definition.crev,
                                                padded if padded > definition.longest_ns else 0))
+
+    def _with_buckets(self, tenant: str, resource_id: str, shape: Shape, read: dict, merged: dict) -> dict:
+        """The buckets read, plus those the deltas touch beyond the new window (a moved or displaced
+        booking's old cells): a bucket's existence and capacity must be known to write it."""
+        missing = sorted(set(merged) - set(read))
+        if not missing:
+            return read
+        try:
+            found = self.store.read_buckets(tenant, resource_id, shape, missing[0], missing[-1])
+        except StorageUnavailable as error:
+            raise unavailable() from error
+        return {**read, **{bucket.index: bucket for bucket in found if bucket.index in merged}}
 
     @staticmethod
     def _first_full(shape: Shape, buckets: dict, capacity: int, merged: dict) -> Optional[tuple]:
@@ -350,6 +381,20 @@ class ReservationService:
                     end = shape.grid.next_point(cell + 1)
                     return cell, end, max(0, limit - used)
         return None
+
+    def _expired_in(self, tenant: str, booking: Booking, now_ns: int) -> list:
+        """Every expired hold whose padded window overlaps an exclusive booking's."""
+        lookback = self.hints[(tenant, booking.reservation.resource_id)].max_buffer_before_ns \
+            if (tenant, booking.reservation.resource_id) in self.hints else 0
+        low = start_key_bound(booking.padded_start_ns - rules.LONGEST_NS)
+        high = start_key_bound(booking.padded_end_ns + lookback)
+        try:
+            return [other for other in self.store.bookings(tenant, booking.reservation.resource_id, low, high, False,
+                                                           100)
+                    if other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
+                    and other.reservation.expired(now_ns)]
+        except StorageUnavailable as error:
+            raise unavailable() from error
 
     def _pool_bookings(self, tenant: str, definition: StoredResource, booking: Booking):
         """The pool's bookings that may overlap `booking` (looking back by its longest claim)."""
@@ -581,7 +626,10 @@ class ReservationService:
             plan = WritePlan(caller.tenant)
             if old.resource_id != moved.resource_id:
                 self._release(plan, current)
-            self._place(plan, target, stored, now, moving=current)
+            try:
+                self._place(plan, target, stored, now, moving=current)
+            except _ReadAgain:
+                continue
             at = _next_event_time(plan, now, current)
             stored = dataclasses.replace(stored, last_event_ns=at)
             plan.change.append((current, stored))
@@ -603,26 +651,37 @@ class ReservationService:
     def sweep_expired(self, limit: int = 500) -> int:
         """Remove holds that expired (the scheduled sweep): returns how many were removed."""
         now = self.clock()
-        removed = 0
+        by_tenant = {}
         for tenant, booking in self.store.expired_holds(now, 100):
-            if removed >= limit:
+            if sum(len(holds) for holds in by_tenant.values()) >= limit:
                 break
             if booking.reservation.expired(now):
-                removed += self._expire_one(tenant, booking, self._shape_of(tenant, booking.reservation.resource_id))
+                by_tenant.setdefault(tenant, []).append(booking)
+        return sum(self._expire(tenant, holds) for tenant, holds in by_tenant.items())
+
+    def _expire(self, tenant: str, holds: list) -> int:
+        """Remove expired holds (each only if it is still the one read), EXPIRE_BATCH per write;
+        returns how many were removed."""
+        removed = 0
+        for first in range(0, len(holds), EXPIRE_BATCH):
+            removed += self._expire_batch(tenant, holds[first:first + EXPIRE_BATCH])
         return removed
 
-    def _expire_one(self, tenant: str, hold: Booking, shape: Shape) -> int:
-        """Remove one expired hold, if it is still the one read; 1 when removed."""
+    def _expire_batch(self, tenant: str, holds: list) -> int:
         now = self.clock()
-        plan = WritePlan(tenant, remove=[hold])
-        plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now, hold),
-                                  hold.reservation.seen_at(now), hold.reservation))
-        self._release(plan, hold)
+        plan = WritePlan(tenant)
+        for hold in holds:
+            plan.remove.append(hold)
+            plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now, hold),
+                                      hold.reservation.seen_at(now), hold.reservation))
+            self._release(plan, hold)
         try:
-            self.store.commit(plan)
-            return 1
-        except (StaleWrite, OutcomeUnknown):
-            return 0  # confirmed, cancelled or expired by someone else meanwhile (or retried next sweep)
+            self._commit(plan)
+            return len(holds)
+        except (StaleWrite, OutcomeUnknown, ServiceError):
+            if len(holds) == 1:
+                return 0  # confirmed, cancelled or removed by someone else meanwhile (or next sweep's)
+            return sum(self._expire_batch(tenant, [hold]) for hold in holds)
 
 
 

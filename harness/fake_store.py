@@ -12,6 +12,7 @@ import time
 from chalicelib import dynamo, layout
 from chalicelib.layout import Bucket, RememberedRequest
 from chalicelib.ports import (
+    LISTED_NEIGHBOURS,
     NEIGHBOUR_LIMIT,
     ReserveSnapshot,
     StaleWrite,
@@ -75,9 +76,10 @@ class FakeStore:
             if read.request_id and (read.tenant, read.request_id) in self.requests:
                 record, expires_at = self.requests[(read.tenant, read.request_id)]
                 remembered = record if expires_at > time.time() else None
+            more = len(neighbours) >= NEIGHBOUR_LIMIT
             return ReserveSnapshot(
                 self.definitions.get((read.tenant, read.resource_id)), guards, buckets,
-                neighbours[-NEIGHBOUR_LIMIT:], len(neighbours) > NEIGHBOUR_LIMIT, remembered,
+                neighbours[:LISTED_NEIGHBOURS] if more else neighbours, more, remembered,
                 self.longest_seen.get((read.tenant, read.user_id), 0), self.longest_seen.get((read.tenant, ""), 0))
 
     def _bucket(self, tenant, resource_id, index):
@@ -129,7 +131,7 @@ class FakeStore:
             for (tenant, event_key), event in sorted(self.events_kept.items()):
                 if tenant != scope.tenant or not after_key < event_key <= until_key:
                     continue
-                if scope.resource_id and event.resource_id != scope.resource_id:
+                if scope.resource_id and scope.resource_id not in layout.event_partitions(event):
                     continue
                 if scope.user_id and (event.reservation is None or event.reservation.user_id != scope.user_id):
                     continue
@@ -206,8 +208,11 @@ class FakeStore:
                 kinds.add("bucket")
         for recap in plan.recaps:
             stored = self.buckets.get((tenant, recap.resource_id, recap.index))
+            grid = recap.shape.grid
+            live = [units for cell, units in stored["used"].items()
+                    if grid.next_point(cell + 1) > recap.from_ns] if stored is not None else []
             if stored is None or stored["cap"] != recap.old_cap or (
-                    recap.new_cap < recap.old_cap and any(units > recap.new_cap for units in stored["used"].values())):
+                    recap.new_cap < recap.old_cap and any(units > recap.new_cap for units in live)):
                 kinds.add("bucket")
         for write in plan.definitions:
             current = self.definitions.get((tenant, write.stored.resource.id))

@@ -130,7 +130,7 @@ def _keys(seen: Table) -> list:
         if bool(is_hold) != ("hk" in item):
             problems.append(f"index: booking {reservation_id} {'lacks' if is_hold else 'has'} hold index keys")
     for (tenant, _), (event, item) in seen.events.items():
-        if item.get("etk", {}).get("S") != tenant:
+        if item.get("etk", {}).get("S", tenant) != tenant:
             problems.append(f"tenant: event {event.event_id} is filed under tenant {tenant} but indexed for another")
     return problems
 

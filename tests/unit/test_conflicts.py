@@ -1,15 +1,17 @@
 """THE conflict check of exclusive resources: which windows collide, what a conflict tells, buffers,
 expired holds, and a reserve whose answer was lost."""
 
+import uuid
+
 import pytest
 
 from chalicelib.api import error_details
 from chalicelib.errors import Code
-from chalicelib.model import ChangeKind, Status
+from chalicelib.model import Booking, ChangeKind, Reservation, Status
 from chalicelib.ports import OutcomeUnknown, StaleWrite
 from chalicelib.service import Conflict
 
-from .support import M, at, raises_code
+from .support import M, at, raises_code, seed
 
 
 @pytest.mark.parametrize("start, end", [
@@ -178,3 +180,29 @@ def test_retry_without_request_id_of_a_made_reservation_conflicts_with_it(world)
     made = world.reserve("room-1", at(10), at(11))
     with raises_code(Code.FAILED_PRECONDITION, made.id):
         world.reserve("room-1", at(10), at(11))
+
+
+def minute_bookings(count, status, expires_at_ns=0):
+    """`count` back-to-back one-minute bookings of room-1 from 10:00 (fixture data, stored directly)."""
+    return [Booking(Reservation(str(uuid.UUID(int=i + 1)), f"u{i}", "room-1", status, at(10, i), at(10, i + 1),
+                                expires_at_ns=expires_at_ns)) for i in range(count)]
+
+
+def test_reserve_over_more_than_a_thousand_expired_holds_leaves_none_behind(world, store, clock):
+    # more expired holds in the way than one read lists: all of them are removed, none left overlapping
+    clock.set(at(9))
+    seed(store, "default", minute_bookings(1001, Status.PENDING, expires_at_ns=at(9, 1)))
+    clock.set(at(9, 2))
+    made = world.reserve("room-1", at(9, 59), at(10, 1001), user="bob")
+    assert [r.id for r in world.query_all(resource_id="room-1", start_ns=at(10, 500), end_ns=at(10, 501))] == [made.id]
+    assert [r.id for r in world.stored("room-1")] == [made.id]
+
+
+def test_conflict_over_more_than_a_thousand_reservations_lists_the_first_and_says_at_least_a_thousand(world, store):
+    # the total is counted up to 1000 (reading them all would cost as much as the history)
+    seed(store, "default", minute_bookings(1500, Status.CONFIRMED))
+    with raises_code(Code.FAILED_PRECONDITION) as info:
+        world.reserve("room-1", at(9), at(10, 1500), user="bob")
+    assert [b.reservation.start_ns for b in info.value.blocking] == [at(10, i) for i in range(10)]
+    assert info.value.total == 1000
+    assert "and at least 990 more" in info.value.message

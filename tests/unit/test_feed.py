@@ -31,7 +31,7 @@ def story(world, clock):
     world.service.sweep_expired()
     world.cancel(made.id)
     world.resources.delete("default", "room-1")
-    return dict(made=made, hold=hold, swept=swept)
+    return {"made": made, "hold": hold, "swept": swept}
 
 
 STORY_KINDS = ["RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_CONFIRMED", "RESERVATION_UPDATED",
@@ -182,13 +182,15 @@ def test_listen_yields_the_same_events_as_they_settle(world, clock):
 # ---- replay --------------------------------------------------------------------------------------------
 
 
-def replay(events, now_ns):
-    """The reservations a consumer rebuilds from a feed, as seen at now_ns, in query order."""
+def replay(events, now_ns, resource_id=""):
+    """The reservations a consumer rebuilds from a feed (of one resource, if given), as seen at now_ns,
+    in query order. A reservation moved to another resource leaves a resource's feed."""
     state = {}
     for event in events:
         if event.reservation is None:
             continue
-        if event.kind in (ChangeKind.RESERVATION_CANCELLED, ChangeKind.RESERVATION_EXPIRED):
+        gone = resource_id and event.reservation.resource_id != resource_id
+        if gone or event.kind in (ChangeKind.RESERVATION_CANCELLED, ChangeKind.RESERVATION_EXPIRED):
             state.pop(event.reservation.id, None)
         else:
             state[event.reservation.id] = event.reservation
@@ -211,8 +213,8 @@ def random_workload(world, clock, store, rng, steps, cross_resource_moves):
         try:
             if action in ("reserve", "hold"):
                 resource = rng.choice(RESOURCES)
-                kwargs = dict(user=rng.choice(USERS), request_id=rng.choice(["", f"r{rng.randrange(30)}"]),
-                              units=rng.randrange(1, 3) if resource == "lot" else 1)
+                kwargs = {"user": rng.choice(USERS), "request_id": rng.choice(["", f"r{rng.randrange(30)}"]),
+                              "units": rng.randrange(1, 3) if resource == "lot" else 1}
                 if action == "hold":
                     made.append(world.hold(resource, start, start + H, hold_for=rng.choice([2, 5]) * M, **kwargs))
                 else:
@@ -251,7 +253,7 @@ def test_replaying_a_resources_feed_rebuilds_what_query_shows_for_it(world, cloc
     random_workload(world, clock, store, random.Random(seed), 150, cross_resource_moves=False)
     for resource in RESOURCES:
         now = clock.now
-        assert replay(world.events(Scope("default", resource_id=resource)), now) == world.query(
+        assert replay(world.events(Scope("default", resource_id=resource)), now, resource) == world.query(
             resource_id=resource, page_size=1000).reservations
 
 
@@ -268,12 +270,8 @@ def test_every_reservation_history_starts_with_created_and_ends_at_most_once(wor
 
 
 def test_resource_feed_tells_when_a_reservation_moves_to_another_resource(world):
-    # BUG: reschedule records one RESERVATION_RESCHEDULED event keyed by the NEW resource only
-    # (service._event uses after.resource_id), so the old resource's feed never learns that the
-    # reservation left: a consumer of room-1's changes still shows it on room-1, while Query
-    # (resource_id=room-1) shows nothing there.
     made = world.reserve("room-1", at(10), at(11))
     world.reschedule(made.id, at(10), at(11), resource_id="room-2")
     now = world.clock.now
-    assert replay(world.events(Scope("default", resource_id="room-1")), now) == world.query(
+    assert replay(world.events(Scope("default", resource_id="room-1")), now, "room-1") == world.query(
         resource_id="room-1").reservations == []

@@ -5,6 +5,7 @@ import pytest
 from chalicelib.api import error_details
 from chalicelib.errors import Code
 from chalicelib.model import ChangeKind, Status
+from chalicelib.ports import OutcomeUnknown
 from chalicelib.service import Conflict
 from chalicelib.validate import iso
 
@@ -73,6 +74,22 @@ def test_long_stay_fits_across_many_busy_short_ones_until_a_cell_is_full(world):
     world.reserve("hotel", at(20), at(21), user="after")
 
 
+def test_pool_conflict_lists_at_most_ten_reservations_and_counts_them_all(world):
+    world.define("garage", capacity=12, step_ns=1 * H)
+    made = [world.reserve("garage", at(10), at(11), user=f"u{i}") for i in range(12)]
+    with raises_code(Code.FAILED_PRECONDITION, "and 2 more") as info:
+        world.reserve("garage", at(10), at(11), user="late")
+    assert len(info.value.blocking) == 10 and info.value.total == 12
+    assert {b.reservation.id for b in info.value.blocking} <= {r.id for r in made}
+
+
+def test_pool_reserve_whose_answer_was_lost_counts_its_units_once(world, store, lot):
+    store.fail_next(OutcomeUnknown(), applied=True)
+    made = world.reserve(lot, at(10), at(11), units=2)
+    assert [r.id for r in world.stored(lot)] == [made.id]
+    world.reserve(lot, at(10), at(11), units=1, user="bob")
+
+
 def test_units_above_capacity_are_invalid(world, lot):
     with raises_code(Code.INVALID_ARGUMENT, r"reservation\.units", "capacity 3", "got 4"):
         world.reserve(lot, at(10), at(11), units=4)
@@ -112,10 +129,6 @@ def test_expired_hold_in_a_pool_frees_its_units_and_is_displaced(world, clock, l
 
 
 def test_expired_hold_reaching_into_another_bucket_is_displaced(world, clock, lot):
-    # BUG: same root cause as test_reschedule's move into another bucket: the displaced hold's
-    # cells before 06:00 lie in a bucket (00:00-06:00 for a 15-minute step) that the reserve did not
-    # read, so the plan asks to create an existing bucket and every attempt fails: the reserve ends
-    # ABORTED "too many concurrent changes on resource lot" although the hold has expired.
     hold = world.hold(lot, at(5), at(7), units=3, hold_for=1 * M)
     clock.set(hold.expires_at_ns)
     made = world.reserve(lot, at(6), at(6, 15), user="bob")
@@ -130,10 +143,6 @@ def test_sweep_of_an_expired_pool_hold_gives_its_units_back(world, clock, lot):
 
 
 def test_pool_expired_holds_never_block_even_more_than_ten_of_them(world, clock):
-    # BUG: a pool displaces at most DISPLACE_LIMIT (10) expired holds per reserve and, unlike an
-    # exclusive resource, does not sweep the others first: a reserve that needs the units of 11+
-    # expired holds is refused ("0 of 12 units free ... taken by " with nobody listed), although
-    # expired holds block nothing and availability reports all 12 units free.
     world.define("garage", capacity=12, step_ns=1 * H)
     for i in range(12):
         world.hold("garage", at(10), at(11), user=f"u{i}", hold_for=1 * M)
@@ -200,9 +209,6 @@ def test_raising_capacity_lets_more_in(world, lot):
 
 
 def test_lowering_capacity_ignores_what_was_booked_in_the_past(world, clock):
-    # BUG: _check_capacity only looks at cells ending after now, but the recap of the current bucket
-    # checks every cell of it, past ones too: a pool that was full at 01:00 today cannot get a
-    # lower capacity at 05:00, and the refusal blames "reservations made while the capacity changed".
     world.define("dock", capacity=3, step_ns=1 * H)
     clock.set(at(0, 30))
     for i in range(3):

@@ -142,12 +142,6 @@ def test_move_to_a_pool_too_small_for_its_units_is_invalid(world):
     (15 * M, at(5), at(6), 1 * H),  # parking by the quarter: buckets of 24 cells are 6 hours (00:00, 06:00, ...)
 ], ids=["hotel-next-day", "parking-05h-to-06h"])
 def test_move_within_a_pool_into_another_bucket(world, step, start, end, shift):
-    # BUG: the reserve read fetches only the buckets of the NEW window; the old window's bucket is
-    # then taken as absent and the plan asks to *create* it (BucketChange(create=True) with the
-    # release deltas). That bucket exists, so every attempt fails its condition and the move ends
-    # ABORTED "too many concurrent changes ... retry" with nobody else writing (after ~1.5 s of
-    # backoff in production). Any pool move whose old cells lie in a bucket the new window does
-    # not touch hits it: e.g. a 15-minute-step parking booking moved from 05:00 to 06:00.
     world.define("pool", capacity=3, step_ns=step)
     made = world.reserve("pool", start, end)
     moved = world.reschedule(made.id, start + shift, end + shift)
