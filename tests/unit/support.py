@@ -11,7 +11,16 @@ import re
 import pytest
 
 from chalicelib.errors import Code, ServiceError
-from chalicelib.model import DAY_NS, HOUR_NS, MINUTE_NS, NANOS_PER_SECOND, Caller, Reservation, Resource, Status
+from chalicelib.model import (
+    DAY_NS,
+    HOUR_NS,
+    MINUTE_NS,
+    NANOS_PER_SECOND,
+    Caller,
+    Reservation,
+    Resource,
+    Status,
+)
 from chalicelib.ports import Scope, WritePlan
 from chalicelib.query import QuerySpec, run_query
 
@@ -24,7 +33,7 @@ TICK_NS = 1000  # every clock reading moves time on by 1 µs, so that change eve
 
 def utc(year, month, day, hour=0, minute=0, second=0) -> int:
     """An instant (ns since the epoch) of a UTC wall time."""
-    moment = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
     return int(moment.timestamp()) * S
 
 

@@ -33,12 +33,12 @@ def test_replay_wins_over_a_conflict_that_arose_since(world):
 
 
 @pytest.mark.parametrize("change", [
-    dict(note="other"), dict(user="bob"), dict(resource="room-2"), dict(start=at(10, 30), end=at(11, 30)),
-    dict(status=Status.CONFIRMED), dict(hold_for=5 * M),
+    {"note": "other"}, {"user": "bob"}, {"resource": "room-2"}, {"start": at(10, 30), "end": at(11, 30)},
+    {"status": Status.CONFIRMED}, {"hold_for": 5 * M},
 ], ids=["note", "user", "resource", "window", "status", "hold_for"])
 def test_same_request_id_with_different_fields_is_already_exists(world, change):
     world.reserve("room-1", at(10), at(11), status=Status.PENDING, request_id="req-1")
-    fields = dict(resource="room-1", start=at(10), end=at(11), status=Status.PENDING)
+    fields = {"resource": "room-1", "start": at(10), "end": at(11), "status": Status.PENDING}
     fields.update(change)
     with raises_code(Code.ALREADY_EXISTS, "req-1"):
         world.reserve(request_id="req-1", **fields)

@@ -9,7 +9,7 @@ from chalicelib import query
 from chalicelib.errors import Code
 from chalicelib.model import Booking, Reservation, Status
 
-from .support import H, M, at, raises_code, seed
+from .support import M, at, raises_code, seed
 
 
 def booking(n, resource="busy", status=Status.CONFIRMED, start=None, note="", user="u"):
@@ -85,8 +85,8 @@ def test_tampered_or_garbage_token_is_invalid_argument(world, mixed):
 
 def test_token_of_another_query_is_invalid_argument(world, mixed):
     token = world.query(page_size=2).next_page_token
-    for other in (dict(resource_id="room-1"), dict(user_id="user-0"), dict(status=Status.CONFIRMED),
-                  dict(descending=True), dict(start_ns=at(0))):
+    for other in ({"resource_id": "room-1"}, {"user_id": "user-0"}, {"status": Status.CONFIRMED},
+                  {"descending": True}, {"start_ns": at(0)}):
         with raises_code(Code.INVALID_ARGUMENT, "different query"):
             world.query(page_size=2, page_token=token, **other)
     world.query(page_size=5, page_token=token)  # the page size may change
@@ -121,6 +121,8 @@ def test_selective_filter_ends_its_page_early_and_walking_returns_every_match_on
     for page_size in (100, 1):
         found = world.query_all(resource_id="busy", status=Status.BLOCKED, page_size=page_size)
         assert [r.id for r in found] == [str(uuid.UUID(int=n + 1)) for n in sorted(rare)]
+    found = world.query_all(resource_id="busy", status=Status.BLOCKED, descending=True)
+    assert [r.id for r in found] == [str(uuid.UUID(int=n + 1)) for n in sorted(rare, reverse=True)]
 
 
 def test_filter_with_no_match_among_thousands_ends_with_an_empty_last_page(world, store):

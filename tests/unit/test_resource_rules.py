@@ -3,15 +3,13 @@ across DST changes, what define_resource refuses, and delete_resource."""
 
 import pytest
 
-from chalicelib.errors import Code
-from chalicelib.model import Resource, Status
+from chalicelib.errors import Code, ServiceError
 
 from .support import D, H, M, S, at, raises_code, utc
 
 
 def outcome(call):
     """'ok', or the code of the ServiceError the call raised."""
-    from chalicelib.errors import ServiceError
     try:
         call()
         return "ok"
@@ -173,6 +171,15 @@ def test_hourly_grid_follows_a_half_hour_dst_change(world, clock):
     world.reserve("court", base + 90 * M, base + 150 * M)  # local 02:00 -> 03:00
 
 
+def test_daily_grid_on_a_day_whose_midnight_does_not_exist_starts_at_its_first_instant(world, clock):
+    # America/Santiago 2026-09-06: 00:00 (-04:00) never happens, clocks go from 24:00 to 01:00 (-03:00)
+    clock.set(utc(2026, 8, 1))
+    world.define("cabin", step_ns=1 * D, time_zone="America/Santiago")
+    made = world.reserve("cabin", utc(2026, 9, 6, 4), utc(2026, 9, 7, 3))  # 01:00 -> 00:00 local: 23 h
+    assert made.end_ns - made.start_ns == 23 * H
+    world.reserve("cabin", utc(2026, 9, 5, 4), utc(2026, 9, 6, 4))  # the day before: 24 h
+
+
 # ---- undefined resources ------------------------------------------------------------------------
 
 
@@ -211,15 +218,15 @@ def test_define_then_get_and_list_by_labels(world):
 
 
 @pytest.mark.parametrize("rules, field", [
-    (dict(capacity=3), "resource.step"),  # a pool needs a step
-    (dict(capacity=3, step_ns=1 * H, buffer_after_ns=5 * M), "resource.buffer_before"),
-    (dict(step_ns=7 * M), "resource.step"),  # does not divide 24 h
-    (dict(step_ns=36 * H), "resource.step"),  # neither under a day nor whole days
-    (dict(time_zone="Mars/Olympus"), "resource.time_zone"),
-    (dict(min_duration_ns=2 * H, max_duration_ns=1 * H), "resource.min_duration"),
-    (dict(min_notice_ns=-1), "resource.min_notice"),
-    (dict(capacity=-1), "resource.capacity"),
-    (dict(max_advance_ns=400 * D), "resource.max_advance"),
+    ({"capacity": 3}, "resource.step"),  # a pool needs a step
+    ({"capacity": 3, "step_ns": 1 * H, "buffer_after_ns": 5 * M}, "resource.buffer_before"),
+    ({"step_ns": 7 * M}, "resource.step"),  # does not divide 24 h
+    ({"step_ns": 36 * H}, "resource.step"),  # neither under a day nor whole days
+    ({"time_zone": "Mars/Olympus"}, "resource.time_zone"),
+    ({"min_duration_ns": 2 * H, "max_duration_ns": 1 * H}, "resource.min_duration"),
+    ({"min_notice_ns": -1}, "resource.min_notice"),
+    ({"capacity": -1}, "resource.capacity"),
+    ({"max_advance_ns": 400 * D}, "resource.max_advance"),
 ], ids=["pool-without-step", "pool-with-buffers", "step-7m", "step-36h", "zone", "min>max", "negative",
         "capacity", "too-long"])
 def test_define_refuses_impossible_rules_naming_the_field(world, rules, field):
@@ -258,11 +265,11 @@ def test_resource_used_without_definition_cannot_become_a_pool(world):
     world.define("room-1", max_duration_ns=2 * H)  # rules that keep it exclusive are fine
 
 
-@pytest.mark.parametrize("change", [dict(step_ns=30 * M), dict(time_zone="Europe/Paris")], ids=["step", "zone"])
+@pytest.mark.parametrize("change", [{"step_ns": 30 * M}, {"time_zone": "Europe/Paris"}], ids=["step", "zone"])
 def test_pool_step_and_time_zone_are_fixed(world, change):
     world.define("lot", capacity=5, step_ns=1 * H)
     with raises_code(Code.FAILED_PRECONDITION, "step and time_zone are fixed"):
-        world.define("lot", **{**dict(capacity=5, step_ns=1 * H), **change})
+        world.define("lot", **{"capacity": 5, "step_ns": 1 * H, **change})
 
 
 def test_exclusive_max_duration_cannot_outgrow_the_storage_it_was_sized_for(world):

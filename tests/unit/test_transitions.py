@@ -4,6 +4,7 @@ import pytest
 
 from chalicelib.errors import Code
 from chalicelib.model import Status
+from chalicelib.ports import OutcomeUnknown
 from chalicelib.validate import iso
 
 from .support import M, at, raises_code
@@ -185,3 +186,20 @@ def test_sweep_removes_expired_holds_only(world, clock):
     assert not world.exists(hold.id)
     assert world.exists(live.id) and world.exists(kept.id)
     assert world.kinds()[-1] == "RESERVATION_EXPIRED"
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+def test_confirm_whose_answer_was_lost_confirms_once(world, store, applied):
+    made = world.reserve(status=Status.PENDING)
+    store.fail_next(OutcomeUnknown(), applied=applied)
+    assert world.confirm(made.id).status == Status.CONFIRMED
+    assert world.kinds() == ["RESERVATION_CREATED", "RESERVATION_CONFIRMED"]
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["applied", "not-applied"])
+def test_cancel_whose_answer_was_lost_cancels_once_and_answers_the_reservation(world, store, applied):
+    made = world.reserve()
+    store.fail_next(OutcomeUnknown(), applied=applied)
+    assert world.cancel(made.id) == made
+    assert not world.exists(made.id)
+    assert world.kinds() == ["RESERVATION_CREATED", "RESERVATION_CANCELLED"]
