@@ -1,8 +1,12 @@
 """Confirm, update, cancel and get of PENDING, CONFIRMED, BLOCKED reservations and of holds that expire."""
 
 import pytest
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 
-from chalicelib.errors import Code
+from chalicelib.api import CallContext, timestamp_of
+from chalicelib.errors import Code, ServiceError
+from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.model import Status
 from chalicelib.ports import OutcomeUnknown
 from chalicelib.validate import iso
@@ -203,3 +207,21 @@ def test_cancel_whose_answer_was_lost_cancels_once_and_answers_the_reservation(w
     assert world.cancel(made.id) == made
     assert not world.exists(made.id)
     assert world.kinds() == ["RESERVATION_CREATED", "RESERVATION_CANCELLED"]
+
+
+def test_hold_for_that_would_expire_after_year_9999_never_makes_an_unanswerable_reservation(world):
+    # BUG: ReserveRequest.hold_for is only checked to be a valid Duration (up to 10,000 years) and not
+    # negative, so expires_at = now + hold_for can pass 9999-12-31: the reservation is committed, then
+    # its answer (and every later get, query or change event of it) cannot be written as JSON:
+    # "Timestamp is not valid: Seconds ... must be in range" -> an internal error for a booking that exists.
+    request = pb.ReserveRequest(
+        reservation=pb.Reservation(user_id="alice", resource_id="room-1", start=timestamp_of(at(10)),
+                                   end=timestamp_of(at(11))),
+        hold_for=Duration(seconds=9000 * 366 * 86400))
+    try:
+        answer = world.api.reserve(request, CallContext())
+    except ServiceError as error:
+        assert error.code is Code.INVALID_ARGUMENT and "hold_for" in error.message
+        assert world.stored("room-1") == []
+    else:
+        json_format.MessageToJson(answer)
