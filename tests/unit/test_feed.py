@@ -275,3 +275,11 @@ def test_resource_feed_tells_when_a_reservation_moves_to_another_resource(world)
     now = world.clock.now
     assert replay(world.events(Scope("default", resource_id="room-1")), now, "room-1") == world.query(
         resource_id="room-1").reservations == []
+
+
+def test_listen_with_a_cursor_older_than_seven_days_is_out_of_range_before_streaming(world, clock):
+    world.reserve("room-1", at(10), at(11))
+    (event, cursor), = world.changes(TENANT, "", 100).events
+    clock.set(event.at_ns + EVENT_RETENTION_NS + 1)
+    with raises_code(Code.OUT_OF_RANGE):
+        world.feed.start(TENANT, cursor, from_now=True)

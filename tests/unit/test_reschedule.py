@@ -214,3 +214,13 @@ def test_move_whose_answer_was_lost_happens_exactly_once(world, store, applied):
     assert world.get(made.id) == moved == replace(made, start_ns=at(12), end_ns=at(13), resource_id="room-2")
     assert world.kinds().count("RESERVATION_RESCHEDULED") == 1
     world.reserve("room-1", at(10), at(11), user="bob")
+
+
+def test_move_onto_expired_holds_displaces_them(world, clock):
+    holds = [world.hold("room-1", at(12, 10 * i), at(12, 10 * i + 10), user=f"u{i}", hold_for=1 * M)
+             for i in range(6)]
+    made = world.reserve("room-1", at(10), at(11))
+    clock.advance(2 * M)
+    world.reschedule(made.id, at(12), at(13))
+    assert [r.id for r in world.stored("room-1")] == [made.id]
+    assert world.kinds().count("RESERVATION_EXPIRED") == len(holds)

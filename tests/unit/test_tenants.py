@@ -114,3 +114,15 @@ def test_without_acting_user_a_tenant_may_change_any_of_its_reservations(world):
     bobs = world.reserve("room-1", at(10), at(11), user="bob", tenant="acme")
     world.update(bobs.id, note="by the desk", tenant="acme")
     world.cancel(bobs.id, tenant="acme")
+
+
+def test_page_tokens_of_resource_lists_and_slot_searches_stay_in_their_tenant(world):
+    for tenant in ("victim-co", "attacker-co"):
+        for name in ("a", "b", "c"):
+            world.define(name, tenant=tenant, step_ns=1 * H)
+    _, token = world.resources.list("victim-co", {}, 1, "")
+    with raises_code(Code.INVALID_ARGUMENT, "different query"):
+        world.resources.list("attacker-co", {}, 1, token)
+    _, slots_token = world.availability.find_slots("victim-co", ["a", "b"], {}, at(9), at(12), 1 * H, 1, 1, "")
+    with raises_code(Code.INVALID_ARGUMENT, "different query"):
+        world.availability.find_slots("attacker-co", ["a", "b"], {}, at(9), at(12), 1 * H, 1, 1, slots_token)
