@@ -57,7 +57,14 @@ class Subject:
 
     @property
     def capacity(self) -> int:
+        if not self.bookable:
+            return 0
         return self.rules.capacity if self.rules is not None else 1
+
+    @property
+    def bookable(self) -> bool:
+        """A deleted pool takes no reservations (a deleted exclusive resource is like an undefined one)."""
+        return not (self.shape.pool and self.rules is None)
 
 
 def _merge(intervals: list) -> list:
@@ -244,6 +251,8 @@ def _slots_of(profile: Profile, start: int, end: int, duration: int, units: int,
     grid points inside the intervals where the claim fits, within notice and horizon."""
     subject = profile.subject
     resource = subject.rules
+    if not subject.bookable:
+        return
     try:
         rules.check_length(resource, subject.shape, duration, units, "duration", "units")
     except ServiceError:

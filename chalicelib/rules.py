@@ -10,11 +10,12 @@ from typing import Optional
 
 from .errors import failed, invalid
 from .layout import Shape
-from .model import NANOS_PER_SECOND, Resource
+from .model import MAX_NS, MIN_NS, NANOS_PER_SECOND, Resource
 from .timegrid import Grid
 from .validate import duration_text, iso
 
 LONGEST_NS = 380 * 86400 * NANOS_PER_SECOND  # the default shape's limit, for every resource
+EARLIEST_NS = MIN_NS
 
 
 def check_window(resource: Optional[Resource], shape: Shape, start_ns: int, end_ns: int, units: int,
@@ -55,7 +56,7 @@ def check_grid(resource: Resource, start_ns: int, end_ns: int, start_field: str,
         grid = Grid(resource.step_ns, resource.time_zone)
         for field, instant in ((start_field, start_ns), (end_field, end_ns)):
             if not grid.contains(instant):
-                raise invalid(field, f"{resource.id} takes reservations on a {duration_text(resource.step_ns)} grid from "
+                raise invalid(field, f"{resource.id} takes reservations on a {duration_text(resource.step_ns)} grid (step) from "
                                      f"local midnight ({resource.time_zone or 'UTC'}): {grid.describe(instant)} is not "
                                      f"on it; the next grid time is {grid.describe(grid.next_point(instant))}")
 
@@ -80,5 +81,7 @@ def padding(resource: Optional[Resource]) -> tuple:
 def hold_expiry(resource: Optional[Resource], requested_hold_ns: Optional[int], now_ns: int) -> int:
     """When a new PENDING reservation's hold expires (0: never)."""
     hold = requested_hold_ns if requested_hold_ns is not None else (resource.hold_for_ns if resource else 0)
+    if hold and now_ns + hold > MAX_NS:
+        raise invalid("hold_for", "would expire after year 9999")
     return now_ns + hold if hold else 0
 

@@ -186,7 +186,7 @@ class ReservationService:
                 raise self._unknown_or_unavailable(maybe_written, wanted.id, request_id) from error
             snapshot = target.snapshot
             if snapshot.remembered is not None:
-                return self._replay(snapshot.remembered, fingerprint, request_id)
+                return self._replay(snapshot.remembered, fingerprint, request_id).seen_at(now)
             if maybe_written and self._committed(caller.tenant, wanted.id, request_id):
                 return self.get(caller, wanted.id)
             rules.check_window(target.resource, target.shape, wanted.start_ns, wanted.end_ns, units, now,
@@ -304,7 +304,7 @@ class ReservationService:
         if snapshot.more_neighbours or len(displaceable) > DISPLACE_LIMIT:
             # Too many expired holds in the way for one write: remove them first (freeing time needs no
             # guard), then decide again on what is left.
-            self._expire(plan.tenant, self._expired_in(plan.tenant, booking, now_ns))
+            self._expire(plan.tenant, self._expired_in(plan.tenant, booking, now_ns, _read_plan(target.definition)[2]))
             raise _ReadAgain()
         self._displace(plan, displaceable, now_ns)
         plan.guards += [GuardBump(reservation.resource_id, index, snapshot.guards.get(index, 0))
@@ -382,17 +382,18 @@ class ReservationService:
                     return cell, end, max(0, limit - used)
         return None
 
-    def _expired_in(self, tenant: str, booking: Booking, now_ns: int) -> list:
-        """Every expired hold whose padded window overlaps an exclusive booking's."""
-        lookback = self.hints[(tenant, booking.reservation.resource_id)].max_buffer_before_ns \
-            if (tenant, booking.reservation.resource_id) in self.hints else 0
-        low = start_key_bound(booking.padded_start_ns - rules.LONGEST_NS)
-        high = start_key_bound(booking.padded_end_ns + lookback)
+    def _expired_in(self, tenant: str, booking: Booking, now_ns: int, lookback_ns: int) -> list:
+        """Every expired hold whose padded window overlaps an exclusive booking's: stored exclusive
+        bookings never overlap, so only the last one starting before the window can reach into it."""
+        resource_id = booking.reservation.resource_id
+        start = start_key_bound(booking.padded_start_ns)
         try:
-            return [other for other in self.store.bookings(tenant, booking.reservation.resource_id, low, high, False,
-                                                           100)
-                    if other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
-                    and other.reservation.expired(now_ns)]
+            before = list(self.store.bookings(tenant, resource_id, start_key_bound(rules.EARLIEST_NS), start,
+                                              True, 1))[:1]
+            within = self.store.bookings(tenant, resource_id, start,
+                                         start_key_bound(booking.padded_end_ns + lookback_ns), False, 100)
+            return [other for other in [*before, *within] if other.reservation.expired(now_ns)
+                    and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)]
         except StorageUnavailable as error:
             raise unavailable() from error
 

@@ -107,9 +107,6 @@ def test_find_slots_skips_units_a_resource_cannot_hold(world):
 
 
 def test_find_slots_offers_nothing_on_a_deleted_pool(world):
-    # BUG: a deleted pool keeps its pool storage shape but loses its rules, so availability treats it
-    # as an exclusive resource of capacity 1 with no step: find_slots offers a start every 5 minutes,
-    # and reserve refuses every one of them ("resource lot was deleted; define it again").
     world.define("lot", capacity=3, step_ns=1 * H)
     world.resources.delete("default", "lot")
     for _, start, end in slots_of(world, ["lot"], at(10), at(12), 1 * H):

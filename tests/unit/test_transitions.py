@@ -210,10 +210,6 @@ def test_cancel_whose_answer_was_lost_cancels_once_and_answers_the_reservation(w
 
 
 def test_hold_for_that_would_expire_after_year_9999_never_makes_an_unanswerable_reservation(world):
-    # BUG: ReserveRequest.hold_for is only checked to be a valid Duration (up to 10,000 years) and not
-    # negative, so expires_at = now + hold_for can pass 9999-12-31: the reservation is committed, then
-    # its answer (and every later get, query or change event of it) cannot be written as JSON:
-    # "Timestamp is not valid: Seconds ... must be in range" -> an internal error for a booking that exists.
     request = pb.ReserveRequest(
         reservation=pb.Reservation(user_id="alice", resource_id="room-1", start=timestamp_of(at(10)),
                                    end=timestamp_of(at(11))),
