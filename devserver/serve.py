@@ -7,19 +7,22 @@ request bodies, which connect-python and other HTTP/1.1 clients send for
 streaming calls. Data lives as long as the process.
 """
 import argparse
+import errno
 import functools
 import os
 import signal
 import sys
+import threading
 
 from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, create_local_server
 
 from chalicelib.runtime import default_api
 from devserver.dynamodb import FAKE_CREDENTIALS, EmbeddedDynamoDB, create_table
-from rsvp.grpc_server import SHUTDOWN_GRACE_SECONDS, build_server
+from rsvp.grpc_server import PortUnavailable, bind_problem, build_server
 
 MAX_CHUNKED_BODY_BYTES = 8 * 1024 * 1024
+STOP_GRACE_SECONDS = 2  # for gRPC calls in flight when stopped: the process is gone within 5 s
 
 
 class ChunkedBodyRequestHandler(ChaliceRequestHandler):
@@ -58,7 +61,11 @@ def start(host: str, port: int, table_name: str):
 
     default_api.cache_clear()
     config = Config.create(chalice_stage="dev", app_name=chalice_app.app.app_name, lambda_timeout=30)
-    server = create_local_server(chalice_app.app, config, host, port)
+    try:
+        server = create_local_server(chalice_app.app, config, host, port)
+    except OSError as error:
+        reason = "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error)).lower()
+        raise PortUnavailable(f"port {port} is {reason}") from error
     server.server.RequestHandlerClass = functools.partial(
         ChunkedBodyRequestHandler, app_object=chalice_app.app, config=config)
     return server, dynamodb
@@ -73,22 +80,40 @@ def main(argv=None) -> None:
                         help="port of the native gRPC server (default $GRPC_PORT or 50051)")
     parser.add_argument("--table", default="my-reservation-local", help="name of the embedded table")
     options = parser.parse_args(argv)
+    try:
+        serve(options)
+    except PortUnavailable as error:
+        setting = "GRPC_PORT=... or --grpc-port" if str(error).startswith("gRPC") else "PORT=... or --port"
+        sys.exit(f"my-reservation: {error} (set {setting})")
+    except KeyboardInterrupt:
+        pass
+
+
+def serve(options) -> None:
+    """Both servers until SIGTERM or Ctrl-C; PortUnavailable (before anything starts) for a busy port."""
+    for name, port in (("port", options.port), ("gRPC port", options.grpc_port)):
+        problem = bind_problem(options.host, port)
+        if problem:
+            raise PortUnavailable(f"{name} {port} is {problem}")
     server, dynamodb = start(options.host, options.port, options.table)
     grpc_server, grpc_port = build_server(default_api(), options.host, options.grpc_port)
 
     def stop(*_):
-        grpc_server.stop(SHUTDOWN_GRACE_SECONDS).wait()
-        sys.exit(0)
+        # serve_forever returns once shutdown() is called from another thread
+        threading.Thread(target=server.server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     print(f"my-reservation: Connect API on http://{options.host}:{server.server.server_port}", flush=True)
     print(f"my-reservation: gRPC on {options.host}:{grpc_port}", flush=True)
     print(f"my-reservation: embedded DynamoDB on {dynamodb.endpoint_url}, table {options.table}", flush=True)
     print("my-reservation: Ctrl-C stops it; the data goes with it", flush=True)
     try:
         server.server.serve_forever()
-    except KeyboardInterrupt:
-        stop()
+    finally:
+        grpc_server.stop(STOP_GRACE_SECONDS).wait()
+        server.server.server_close()
+        dynamodb.stop()
 
 
 if __name__ == "__main__":

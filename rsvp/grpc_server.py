@@ -14,9 +14,12 @@ environment); SIGTERM or Ctrl-C stop it after the calls in flight finish.
 """
 import argparse
 import concurrent.futures
+import errno
 import logging
 import os
 import signal
+import socket
+import sys
 import threading
 
 import grpc
@@ -30,7 +33,32 @@ from chalicelib.api import METHODS, SERVICE_NAME, ReservationApi, error_details
 from chalicelib.errors import ServiceError, internal
 
 SHUTDOWN_GRACE_SECONDS = 10
+# grpcio sets SO_REUSEPORT by default: a second server on a busy port would bind it too, and
+# clients would land on either process at random. A busy port must be an error instead.
+SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 log = logging.getLogger(__name__)
+
+
+class PortUnavailable(Exception):
+    """The gRPC port could not be bound (in use, or not ours to take)."""
+
+
+def bind_problem(host: str, port: int):
+    """Why a server could not listen on host:port ("already in use", ...), or None if it could.
+
+    Tried with a plain socket first, so that a busy port is one clear line, not
+    grpcio's log lines and a RuntimeError. Port 0 (any free port) never fails.
+    """
+    if port == 0:
+        return None
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is free
+            probe.bind(address)
+    except OSError as error:
+        return "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error)).lower()
+    return None
 
 
 def _status_of(error: ServiceError) -> grpc.Status:
@@ -69,8 +97,11 @@ def _handler(api: ReservationApi, method) -> grpc.RpcMethodHandler:
 
 
 def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8):
-    """A started server; returns (server, bound port)."""
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers))
+    """A started server; returns (server, bound port). PortUnavailable if the port cannot be bound."""
+    problem = bind_problem(host, port)
+    if problem:
+        raise PortUnavailable(f"gRPC port {port} is {problem}")
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         SERVICE_NAME, {name: _handler(api, method) for name, method in METHODS.items()}),))
     health_servicer = health.HealthServicer()
@@ -79,7 +110,10 @@ def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as error:  # grpcio gives no reason; in use is by far the likeliest
+        raise PortUnavailable(f"gRPC port {port} is already in use or cannot be bound") from error
     server.start()
     return server, bound
 
@@ -106,7 +140,10 @@ def main(argv=None) -> None:
                         help="gRPC port (default $GRPC_PORT or 50051)")
     parser.add_argument("--workers", type=int, default=8, help="threads serving calls (default 8)")
     options = parser.parse_args(argv)
-    server, port = build_server(default_api(), options.host, options.port, options.workers)
+    try:
+        server, port = build_server(default_api(), options.host, options.port, options.workers)
+    except PortUnavailable as error:
+        sys.exit(f"my-reservation: {error} (set GRPC_PORT=... or --port)")
     stopped = stop_on_sigterm(server)
     print(f"my-reservation: gRPC on {options.host}:{port}", flush=True)
     try:
