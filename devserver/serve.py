@@ -19,7 +19,7 @@ from chalice.local import ChaliceRequestHandler, create_local_server
 
 from chalicelib.runtime import default_api
 from devserver.dynamodb import FAKE_CREDENTIALS, EmbeddedDynamoDB, create_table
-from rsvp.grpc_server import PortUnavailable, bind_problem, build_server
+from grpc_server import PortUnavailable, bind_problem, build_server
 
 MAX_CHUNKED_BODY_BYTES = 8 * 1024 * 1024
 STOP_GRACE_SECONDS = 2  # for gRPC calls in flight when stopped: the process is gone within 5 s

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from rsvp.client import ReservationClient
-from rsvp.grpc_server import SERVER_OPTIONS, build_server
+from grpc_server import SERVER_OPTIONS, build_server
 from tests.conftest import ROOT, LocalServer
 
 

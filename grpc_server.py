@@ -1,13 +1,16 @@
-"""Native gRPC server (grpcio) over the same ReservationApi as the Chalice app.
+"""Native gRPC server (grpcio) over the same ReservationApi as the Chalice app (app.py).
 
 One implementation of every rule, two thin adapters: this one maps
 chalicelib.api.METHODS onto gRPC handlers, ServiceError onto gRPC status
-codes (conflicts as rich status details: google.rpc.Status with
-reservation.ReservationConflict in an Any), and Query onto a true server
-stream whose next page token is in the trailing metadata "next-page-token".
-With health checking (grpc.health.v1) and server reflection.
+codes (conflict details as rich status details: google.rpc.Status with
+reservation.ReservationConflict in an Any), and the server streams onto true
+gRPC streams: Query's next page token is in the trailing metadata
+"next-page-token"; `listen` stays open, sending events as they happen, until
+the client goes away. With health checking (grpc.health.v1) and server
+reflection. The tenant comes from the `x-tenant-id` metadata only where
+TENANT_SOURCE=header (make serve); see chalicelib.tenancy.
 
-    python -m rsvp.grpc_server [--port 50051] [--workers 8]
+    python grpc_server.py [--port 50051] [--workers 8]
 
 reads the table from RESERVATION_TABLE (and AWS settings from the usual
 environment); SIGTERM or Ctrl-C stop it after the calls in flight finish.
@@ -29,10 +32,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from chalicelib.api import METHODS, SERVICE_NAME, ReservationApi, error_details
-from chalicelib.errors import ServiceError, internal
+from chalicelib.api import METHODS, SERVICE_NAME, CallContext, ReservationApi, error_details
+from chalicelib.errors import Code, ServiceError, internal
+from chalicelib.tenancy import caller_from
 
 SHUTDOWN_GRACE_SECONDS = 10
+# grpcio spells CANCELED with two Ls; every other name is the same
+GRPC_CODES = {code: getattr(grpc.StatusCode, "CANCELLED" if code is Code.CANCELED else code.name).value[0]
+              for code in Code}
+MAX_DETAILS_BYTES = 8 * 1024  # rich details travel in a trailer; gRPC refuses metadata past 16 KiB
 # grpcio sets SO_REUSEPORT by default: a second server on a busy port would bind it too, and
 # clients would land on either process at random. A busy port must be an error instead.
 SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
@@ -67,31 +75,41 @@ def _status_of(error: ServiceError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(detail)
         details.append(packed)
-    return rpc_status.to_status(status_pb2.Status(code=error.code.grpc_number, message=error.message,
-                                                  details=details))
+    status = status_pb2.Status(code=GRPC_CODES[error.code], message=error.message, details=details)
+    if status.ByteSize() > MAX_DETAILS_BYTES:  # cannot happen with today's capped details; never break the answer
+        del status.details[:]
+    return rpc_status.to_status(status)
 
 
-def _call(api: ReservationApi, method, request, context):
-    """The API call; a failure aborts the RPC with its status (abort raises)."""
-    try:
-        return method.call(api, request)
-    except ServiceError as error:
-        context.abort_with_status(_status_of(error))
-    except Exception as exception:
-        context.abort_with_status(_status_of(internal(exception)))
+def _context_of(context) -> CallContext:
+    metadata = {key.lower(): value for key, value in context.invocation_metadata() if isinstance(value, str)}
+    return CallContext(caller_from(metadata), keep_going=lambda elapsed, sent: context.is_active())
+
+
+def _abort(context, failure: Exception) -> None:
+    """End the RPC with the failure's status (abort raises)."""
+    error = failure if isinstance(failure, ServiceError) else internal(failure)
+    context.abort_with_status(_status_of(error))
 
 
 def _handler(api: ReservationApi, method) -> grpc.RpcMethodHandler:
     decode, encode = method.request_type.FromString, method.response_type.SerializeToString
     if not method.server_streaming:
-        return grpc.unary_unary_rpc_method_handler(
-            lambda request, context: _call(api, method, request, context),
-            request_deserializer=decode, response_serializer=encode)
+        def unary(request, context):
+            try:
+                return method.call(api, request, _context_of(context))
+            except Exception as failure:  # noqa: BLE001 - every failure becomes a status
+                _abort(context, failure)
+
+        return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=decode, response_serializer=encode)
 
     def stream(request, context):
-        reply = _call(api, method, request, context)
+        try:
+            reply = method.call(api, request, _context_of(context))
+            yield from reply
+        except Exception as failure:  # noqa: BLE001 - every failure becomes a status
+            _abort(context, failure)
         context.set_trailing_metadata(tuple(reply.trailers.items()))
-        yield from reply
 
     return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=decode, response_serializer=encode)
 
