@@ -29,7 +29,7 @@ FIRST_RESERVE = """
 import app
 from botocore.stub import Stubber
 from chalicelib.runtime import default_api
-from bench.events import proxy_event, reserve_request
+from harness.lambda_events import proxy_event, reserve_request
 stubber = Stubber(default_api().service.store.client)
 stubber.add_response("batch_get_item", {"Responses": {"t": []}})
 stubber.add_response("transact_write_items", {})

@@ -9,16 +9,15 @@ consistent) over the summed size of the items read.
 
     python -m bench.dynamodb_cost
 """
-import math
 import uuid
 
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
-from devserver import bulk
-from tests.conftest import TABLE, moto_table
+from harness import bulk
+from harness.moto import TABLE, moto_table
 
-from .events import reserve_request
-from .reads import CallCounter
+from harness.lambda_events import reserve_request
+from harness.meter import CapacityMeter
 
 # AWS on-demand list prices, USD (us-east-1)
 API_GATEWAY_PER_MILLION = 3.50
@@ -29,77 +28,6 @@ WRU_PER_MILLION = 0.625
 RRU_PER_MILLION = 0.125
 ASSUMED_ROUND_TRIP_MS = 8  # in-region DynamoDB latency, for the Lambda duration estimate
 ASSUMED_HANDLER_MS = 1
-
-
-def attribute_size(value: dict) -> float:
-    kind, inner = next(iter(value.items()))
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "N":
-        digits = len(inner.lstrip("-").replace(".", "").lstrip("0")) or 1
-        return math.ceil(digits / 2) + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in inner.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(v) + 1 for v in inner)
-    return len(inner)
-
-
-def item_size(item) -> float:
-    return sum(len(name.encode()) + attribute_size(value) for name, value in (item or {}).items())
-
-
-class CapacityMeter(CallCounter):
-    """CallCounter (round trips, items read) plus items written and capacity units of each call."""
-
-    def __init__(self, client, peek):
-        super().__init__(client)
-        self.peek = peek  # peek(key) -> the item now, read without being counted
-        self.items_written = 0
-        self.rru = self.wru = 0.0
-        self._before = {}
-        self._asked = 0
-
-    def __enter__(self):
-        self.client.meta.events.register("provide-client-params.dynamodb", self._before_call)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        self.client.meta.events.unregister("provide-client-params.dynamodb", self._before_call)
-        super().__exit__(*exc)
-
-    @staticmethod
-    def _written_keys(operation: str, params: dict) -> list:
-        if operation == "TransactWriteItems":
-            actions = [next(iter(a.values())) for a in params["TransactItems"]]
-            return [(a.get("Key") or {"pk": a["Item"]["pk"], "sk": a["Item"]["sk"]}, 2) for a in actions]
-        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-            key = params.get("Key") or {"pk": params["Item"]["pk"], "sk": params["Item"]["sk"]}
-            return [(key, 1)]
-        return []
-
-    def _before_call(self, params, model, **_):
-        if model.name == "BatchGetItem":
-            self._asked = sum(len(request["Keys"]) for request in params["RequestItems"].values())
-        keys = self._written_keys(model.name, params)
-        self._before = {(k["pk"]["S"], k["sk"]["S"]): (k, factor, item_size(self.peek(k))) for k, factor in keys}
-
-    def _count(self, parsed, model, **_):
-        super()._count(parsed, model)
-        for key, factor, before in self._before.values():
-            self.items_written += 1
-            self.wru += factor * max(1, math.ceil(max(before, item_size(self.peek(key))) / 1024))
-        self._before = {}
-        if model.name == "GetItem":
-            self.rru += max(1, math.ceil(item_size(parsed.get("Item")) / 4096))
-        elif model.name == "BatchGetItem":
-            found = [item for items in parsed["Responses"].values() for item in items]
-            # every key asked for costs at least one unit, found or not
-            self.rru += sum(max(1, math.ceil(item_size(i) / 4096)) for i in found) + self._asked - len(found)
-        elif model.name in ("Query", "Scan"):
-            self.rru += max(0.5, 0.5 * math.ceil(sum(item_size(i) for i in parsed["Items"]) / 4096))
 
 
 def _scenarios(api) -> dict:

@@ -16,7 +16,7 @@ from chalicelib.model import Reservation, Status
 from chalicelib.service import ReservationService
 from chalicelib.store import DynamoStore, bulk_items
 
-from .events import proxy_event, reserve_request
+from harness.lambda_events import proxy_event, reserve_request
 
 
 class CannedDynamoDB:

@@ -17,10 +17,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
-from devserver import bulk
-from tests.conftest import TABLE, moto_table
+from harness import bulk
+from harness.moto import TABLE, moto_table
 
-from .reads import CallCounter
+from harness.meter import CallCounter
 
 HOUR_NS = 3600 * 10**9
 START_NS = 1_700_000_000 * 10**9

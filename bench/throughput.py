@@ -14,7 +14,7 @@ import uuid
 import datetime
 
 from rsvp.client import ReservationClient, ReservationError
-from tests.conftest import LocalServer
+from harness.local_server import LocalServer
 
 CLIENTS = 8
 

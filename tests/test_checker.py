@@ -5,7 +5,7 @@ from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from chalicelib.slots import slots_touched
 from rsvp import checker
-from tests.conftest import TABLE
+from harness.moto import TABLE
 from tests.helpers import reservation
 
 DAY = 24 * 60

@@ -9,7 +9,7 @@ import app
 from chalicelib.connect import MAX_BODY_BYTES
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.store import DynamoStore
-from tests.conftest import TABLE, scan_all
+from harness.moto import TABLE, scan_all
 from tests.helpers import PATH, reservation
 
 RESERVE = pb.ReserveRequest(reservation=reservation())

@@ -11,7 +11,8 @@ import pytest
 
 from rsvp.client import ReservationClient
 from grpc_server import SERVER_OPTIONS, build_server
-from tests.conftest import ROOT, LocalServer
+from harness.local_server import LocalServer
+from harness.moto import ROOT
 
 
 def _serve(*arguments) -> subprocess.CompletedProcess:

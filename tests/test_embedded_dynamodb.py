@@ -11,7 +11,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
 
 from devserver import moto_patches
-from tests.conftest import TABLE, scan_all
+from harness.moto import TABLE, scan_all
 
 
 def _item(pk: str, sk: str, **attributes) -> dict:

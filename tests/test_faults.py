@@ -13,7 +13,7 @@ from chalicelib.errors import ServiceError
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from rsvp import checker
-from tests.conftest import TABLE
+from harness.moto import TABLE
 from tests.helpers import reservation
 
 RETRYABLE = {"unavailable", "aborted"}

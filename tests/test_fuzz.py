@@ -17,7 +17,7 @@ import app
 from chalicelib.api import METHODS
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.store import BY_RESOURCE, BY_USER
-from tests.conftest import ROOT, moto_table, scan_all
+from harness.moto import ROOT, moto_table, scan_all
 from tests.helpers import PATH
 from tests.hypothesis_profiles import SCALE
 

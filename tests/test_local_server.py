@@ -15,7 +15,7 @@ from connectrpc.errors import ConnectError
 from chalicelib.gen import reservation_pb2 as pb
 from rsvp import checker
 from rsvp.gen.reservation_connect import ReservationServiceClientSync
-from tests.conftest import ROOT, scan_all
+from harness.moto import ROOT, scan_all
 from tests.helpers import reservation
 
 BUF = str(pathlib.Path(sys.executable).parent / "buf")

@@ -8,7 +8,7 @@ from chalicelib.errors import ServiceError
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from rsvp import checker
-from tests.conftest import TABLE, moto_table
+from harness.moto import TABLE, moto_table
 from tests.hypothesis_profiles import SCALE
 
 RESOURCES = ["a", "b", "c"]

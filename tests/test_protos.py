@@ -4,7 +4,7 @@ import sys
 
 from chalicelib.gen import reservation_pb2 as pb
 from scripts.gen_protos import DESTINATIONS
-from tests.conftest import ROOT
+from harness.moto import ROOT
 
 # From the RFC: message -> {field name: number}
 RFC_FIELDS = {

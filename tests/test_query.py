@@ -12,8 +12,8 @@ import app
 from chalicelib import query as query_module
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
-from devserver import bulk
-from tests.conftest import TABLE, moto_table
+from harness import bulk
+from harness.moto import TABLE, moto_table
 from tests.helpers import BASE_TIME, PATH, reservation, stamp
 
 HOUR = 60
@@ -248,7 +248,7 @@ def test_default_and_largest_page_size(hundreds):
 @pytest.mark.parametrize("filters", [dict(resource_id="big"), dict(user_id="user0")])
 def test_read_cost_follows_the_page_not_the_history(filters):
     """A window over the latest 20 of 2,000 past reservations reads about 20 items, not 2,000."""
-    from bench.reads import CallCounter
+    from harness.meter import CallCounter
 
     with moto_table() as dynamodb:
         start = int(BASE_TIME.timestamp()) * 10**9

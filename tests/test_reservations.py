@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.slots import SLOT_SECONDS
-from tests.conftest import scan_all
+from harness.moto import scan_all
 from tests.helpers import reservation, stamp
 
 DAY = 24 * 60

@@ -1,7 +1,7 @@
 """Security basics that are about the code itself rather than one request."""
 import ast
 
-from tests.conftest import ROOT
+from harness.moto import ROOT
 
 
 def test_dynamodb_expressions_are_never_built_from_values():
