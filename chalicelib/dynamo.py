@@ -62,7 +62,8 @@ class DynamoStore:
         arguments = {
             "TableName": self.table_name, "IndexName": layout.RESOURCES, "Limit": chunk,
             "KeyConditionExpression": "dk = :tenant AND did > :after",
-            "ExpressionAttributeValues": {":tenant": {"S": tenant}, ":after": {"S": after_id}},
+            # DynamoDB refuses an empty string as a key value: the first page starts after "\x00"
+            "ExpressionAttributeValues": {":tenant": {"S": tenant}, ":after": {"S": after_id or "\x00"}},
         }
         if labels:
             names, conditions = {"#labels": "labels"}, []

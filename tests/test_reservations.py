@@ -1,20 +1,26 @@
 """Reservation semantics through the Chalice app (Connect, binary and JSON), on moto."""
 import base64
+import json
+import time
 import uuid
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from chalicelib import layout
 from chalicelib.gen import reservation_pb2 as pb
-from chalicelib.slots import SLOT_SECONDS
+from chalicelib.model import MINUTE_NS
 from harness.moto import scan_all
-from tests.helpers import reservation, stamp
+from tests.helpers import RESPONSE_TYPES, ConnectAnswer, encode, reservation, stamp
 
 DAY = 24 * 60
 
 
-def reserve(call, codec="proto", request_id="", **fields):
-    return call("reserve", pb.ReserveRequest(reservation=reservation(**fields), request_id=request_id), codec)
+def reserve(call, codec="proto", request_id="", hold_for=None, **fields):
+    request = pb.ReserveRequest(reservation=reservation(**fields), request_id=request_id)
+    if hold_for is not None:
+        request.hold_for.CopyFrom(hold_for)
+    return call("reserve", request, codec)
 
 
 def conflict_detail(answer) -> pb.ReservationConflict:
@@ -96,7 +102,7 @@ def test_other_resources_and_any_status_count_separately(call):
     assert reserve(call, status=pb.CONFIRMED).code == "failed_precondition"
 
 
-@pytest.mark.parametrize("offset_minutes", [0, 1, 3 * DAY + 7, SLOT_SECONDS // 60 - 1])
+@pytest.mark.parametrize("offset_minutes", [0, 1, 3 * DAY + 7, layout.DEFAULT_SLOT_NS // MINUTE_NS - 1])
 def test_one_second_to_366_days_at_any_alignment(call, offset_minutes):
     short = reservation(resource="s", start=offset_minutes, end=offset_minutes)
     short.end.seconds += 1
@@ -128,9 +134,10 @@ def test_cancel_then_rebook_many_times_leaves_no_claims_behind(call, dynamodb):
     for _ in range(5):
         made = reserve(call, start=0, end=10 * DAY).message.reservation
         assert call("cancel", pb.CancelRequest(id=made.id)).status == 200
-    items = scan_all(dynamodb)
-    assert not [item for item in items if item["sk"]["S"] == "RSV"]
-    assert all(item["claims"]["M"] == {} for item in items if item["sk"]["S"].startswith("SLOT#"))
+    kinds = {layout.kind_of(item) for item in scan_all(dynamodb)}
+    # what stays is what serialises later writers (guards, the shape marker) and the history (events)
+    assert not kinds & {"reservation", "booking", "bucket"}, kinds
+    assert reserve(call, start=0, end=10 * DAY).status == 200
 
 
 def test_confirm_rules(call):
@@ -240,3 +247,140 @@ def test_the_extremes_of_the_timestamp_range_work(call):
     for wanted in (first, last):
         made = call("reserve", pb.ReserveRequest(reservation=wanted)).message.reservation
         assert (made.start, made.end) == (wanted.start, wanted.end)
+
+
+# ---- units, holds, reschedule and resources over HTTP (the rules themselves: tests/unit) ----------------
+
+MORE_RESPONSES = {
+    "reschedule": pb.RescheduleResponse, "define_resource": pb.DefineResourceResponse,
+    "get_resource": pb.GetResourceResponse, "list_resources": pb.ListResourcesResponse,
+    "delete_resource": pb.DeleteResourceResponse,
+}
+
+
+def rpc(call, method: str, request, codec="proto"):
+    """A unary call of any method (tests.helpers knows the original five)."""
+    sent = {"content-type": f"application/{codec}"}
+    status, headers, body = call.raw(method, encode(request, codec), sent)
+    return ConnectAnswer(status, headers, body, RESPONSE_TYPES.get(method) or MORE_RESPONSES[method], codec)
+
+
+def post_json(call, method: str, document: dict):
+    """A Connect JSON call written by hand, as a browser or curl user writes it: (status, answer document)."""
+    status, _, body = call.raw(method, json.dumps(document).encode(), {"content-type": "application/json"})
+    return status, json.loads(body)
+
+
+def test_a_resource_round_trips_in_json_with_durations_labels_and_zone(call):
+    document = {"resource": {"id": "lab", "name": "Wet lab", "labels": {"floor": "2", "kind": "lab"},
+                             "capacity": 4, "step": "900s", "minDuration": "1800s", "maxDuration": "14400s",
+                             "minNotice": "0.5s", "holdFor": "600s", "timeZone": "Europe/Paris"}}
+    status, defined = post_json(call, "define_resource", document)
+    assert status == 200, defined
+    canonical = {"resource": {**document["resource"], "minNotice": "0.500s"}}  # protobuf's JSON form
+    assert defined == canonical
+    status, fetched = post_json(call, "get_resource", {"id": "lab"})
+    assert (status, fetched) == (200, canonical)
+    status, answer = post_json(call, "define_resource", {"resource": {"id": "bad", "capacity": 2}})
+    assert (status, answer["code"]) == (400, "invalid_argument") and answer["message"].startswith("resource.step")
+
+
+def test_resources_list_by_label_page_by_page_and_delete(call):
+    for n in range(5):
+        labels = {"kind": "room"} if n % 2 == 0 else {"kind": "desk"}
+        assert rpc(call, "define_resource", pb.DefineResourceRequest(
+            resource=pb.Resource(id=f"res-{n}", labels=labels))).status == 200
+    seen, token = [], ""
+    while True:
+        status, page = post_json(call, "list_resources", {"labels": {"kind": "room"}, "pageSize": 2,
+                                                          "pageToken": token})
+        assert status == 200, page
+        seen += [resource["id"] for resource in page.get("resources", [])]
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+    assert seen == ["res-0", "res-2", "res-4"]
+    deleted = rpc(call, "delete_resource", pb.DeleteResourceRequest(id="res-2"))
+    assert deleted.message.resource.id == "res-2"
+    assert rpc(call, "get_resource", pb.GetResourceRequest(id="res-2")).code == "not_found"
+    assert rpc(call, "delete_resource", pb.DeleteResourceRequest(id="res-2")).code == "not_found"
+    listed = rpc(call, "list_resources", pb.ListResourcesRequest(labels={"kind": "room"})).message
+    assert [resource.id for resource in listed.resources] == ["res-0", "res-4"]
+
+
+def test_a_pool_counts_units_on_dynamodb_and_a_full_window_is_in_the_conflict_detail(call, dynamodb):
+    assert rpc(call, "define_resource", pb.DefineResourceRequest(resource=pb.Resource(
+        id="pool", capacity=3, step={"seconds": 900}))).status == 200
+    first = reserve(call, resource="pool", start=0, end=60, units=2)
+    assert first.status == 200 and first.message.reservation.units == 2
+    one = reserve(call, resource="pool", user="bob", start=30, end=45)
+    assert one.message.reservation.units == 1  # units 0 means 1
+    full = reserve(call, resource="pool", user="carol", start=15, end=45, codec="json")
+    assert full.status == 400 and full.code == "failed_precondition", full
+    detail = conflict_detail(full)
+    assert (detail.full_window.start, detail.full_window.end, detail.units_free) == (stamp(30), stamp(45), 0)
+    assert sorted(c.id for c in detail.conflicts) == sorted([first.message.reservation.id,
+                                                             one.message.reservation.id])
+    assert {c.units for c in detail.conflicts} == {1, 2}
+    assert reserve(call, resource="pool", user="carol", start=0, end=30).status == 200
+    buckets = [layout.bucket_from(layout.Shape(pool=True, slot_ns=0, step_ns=900 * 10**9), 0, item)
+               for item in scan_all(dynamodb) if layout.kind_of(item) == "bucket"]
+    assert sum(units for bucket in buckets for _, units in bucket.used) == 2 * 4 + 1 + 2
+    assert reserve(call, resource="pool", start=0, end=60, units=4).code == "invalid_argument"
+
+
+def test_a_hold_in_json_shows_its_expiry_confirm_clears_it_and_an_expired_one_reads_expired(call):
+    status, held = post_json(call, "reserve", {"reservation": {"userId": "u", "resourceId": "desk",
+                                                               "start": "2026-12-01T10:00:00Z",
+                                                               "end": "2026-12-01T11:00:00Z"},
+                                               "holdFor": "300s"})
+    assert status == 200, held
+    made = held["reservation"]
+    assert made["status"] == "PENDING" and made["expiresAt"].endswith("Z")
+    expires = pb.Reservation()
+    expires.expires_at.FromJsonString(made["expiresAt"])
+    assert abs(expires.expires_at.ToSeconds() - time.time() - 300) < 30
+    status, confirmed = post_json(call, "confirm", {"id": made["id"]})
+    assert status == 200 and confirmed["reservation"]["status"] == "CONFIRMED"
+    assert "expiresAt" not in confirmed["reservation"]
+
+    brief = reserve(call, resource="desk", start=120, end=180, hold_for=None)  # a plain PENDING: no expiry
+    assert not brief.message.reservation.HasField("expires_at")
+    short = call("reserve", pb.ReserveRequest(reservation=reservation(resource="desk", start=200, end=260),
+                                              hold_for={"nanos": 1_000_000}))
+    assert short.status == 200 and short.message.reservation.HasField("expires_at")
+    time.sleep(0.01)
+    assert call("get", pb.GetRequest(id=short.message.reservation.id)).message.reservation.status == pb.EXPIRED
+    taken = reserve(call, resource="desk", user="bob", start=200, end=260)  # an expired hold blocks nothing
+    assert taken.status == 200, taken
+    assert call("get", pb.GetRequest(id=short.message.reservation.id)).code == "not_found"
+
+
+def test_hold_and_expiry_fields_that_the_caller_cannot_set(call, dynamodb):
+    given_expiry = reservation(expires_at=stamp(5))
+    answer = call("reserve", pb.ReserveRequest(reservation=given_expiry))
+    assert answer.code == "invalid_argument" and answer.error["message"].startswith("reservation.expires_at")
+    assert reserve(call, status=pb.EXPIRED).code == "invalid_argument"
+    confirmed_hold = call("reserve", pb.ReserveRequest(reservation=reservation(status=pb.CONFIRMED),
+                                                       hold_for={"seconds": 60}))
+    assert confirmed_hold.code == "invalid_argument" and confirmed_hold.error["message"].startswith("hold_for")
+    assert scan_all(dynamodb) == []
+
+
+def test_reschedule_in_json_moves_in_place_and_a_conflict_carries_its_detail(call):
+    made = reserve(call, start=0, end=60, note="keep").message.reservation
+    other = reserve(call, user="bob", start=120, end=180).message.reservation
+    status, moved = post_json(call, "reschedule", {"id": made.id, "start": "2026-12-01T01:00:00Z",
+                                                   "end": "2026-12-01T02:00:00Z"})
+    assert status == 200, moved
+    assert (moved["reservation"]["id"], moved["reservation"]["note"]) == (made.id, "keep")
+    assert reserve(call, user="carol", start=0, end=60).status == 200  # the old window is free
+    refused = rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170)))
+    assert refused.code == "failed_precondition", refused
+    assert [c.id for c in conflict_detail(refused).conflicts] == [other.id]
+    elsewhere = rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170),
+                                                             resource_id="room-9")).message.reservation
+    assert (elsewhere.resource_id, elsewhere.id) == ("room-9", made.id)
+    assert call("get", pb.GetRequest(id=made.id)).message.reservation == elsewhere
+    assert rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150))).error["message"] \
+        .startswith("end")
