@@ -1,5 +1,5 @@
 """`make bench`: every benchmark, one after the other, printing its figures (see BENCHMARKS.md)."""
-from . import cold_start, dynamodb_cost, handler_overhead, scaling, throughput
+from . import cold_start, dynamodb_cost, embedded, handler_overhead, scaling, throughput
 
 if __name__ == "__main__":
     print("== Cold start (bench/cold_start.py)")
@@ -12,3 +12,5 @@ if __name__ == "__main__":
     scaling.run()
     print("\n== Reserve throughput, hot vs distinct resources (bench/throughput.py)")
     throughput.run()
+    print("\n== The embedded DynamoDB through make serve: empty vs 100,000 loaded, memory, stop (bench/embedded.py)")
+    embedded.run()

@@ -2,10 +2,10 @@
 
 For a windowed Query page: items read per item returned (read amplification,
 what DynamoDB bills). For Reserve: round trips and items read. Both with
-their latency against moto. moto scans its whole table for every Query and
-copies it for every transaction, so its latency grows with the table where
-DynamoDB's does not: read the item counts as the cost figures, the latency
-as moto's.
+their latency against the embedded DynamoDB (moto in process, patched by
+devserver/moto_patches.py so that a call costs what it touches): the item
+counts are the cost figures, the latency ratios show that the local store
+stays flat too.
 
     python -m bench.scaling [--sizes 100 100000] [--repeats 3]
 """
@@ -19,6 +19,7 @@ from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from harness import bulk
 from harness.moto import TABLE, moto_table
+from chalicelib.slots import SLOT_NS, slot_of
 
 from harness.meter import CallCounter
 
@@ -51,10 +52,13 @@ def measure(history: int, matches: int, repeats: int) -> dict:
             row = {"history": history, "returned": returned, "items_read": counter.items_read,
                    "round_trips": counter.round_trips, "amplification": counter.items_read / returned,
                    "latency_ms": statistics.median(latencies) * 1000}
+            # Reserves in the slot after the history: the same items touched (a slot holding only
+            # these claims) whatever the history, so that only the size of the table differs.
+            free_ns = (slot_of(START_NS + history * HOUR_NS - 1) + 1) * SLOT_NS
             reserve_latencies = []
             for n in range(repeats):
                 counter.reset()
-                start = Timestamp(seconds=(START_NS + (history + 2 * n) * HOUR_NS) // 10**9)
+                start = Timestamp(seconds=(free_ns + 2 * n * HOUR_NS) // 10**9)
                 end = Timestamp(seconds=start.seconds + 3600)
                 began = time.perf_counter()
                 api.reserve(pb.ReserveRequest(reservation=pb.Reservation(
@@ -74,11 +78,13 @@ def run(sizes=(100, 100_000), matches: int = 50, repeats: int = 3) -> list:
               f"{row['amplification']:>5.2f} {row['latency_ms']:>9.1f} |          {row['reserve_items_read']:>4} "
               f"{row['reserve_round_trips']:>5} {row['reserve_ms']:>9.1f}")
     first, last = rows[0], rows[-1]
-    print(f"ratio {last['history']} / {first['history']}: Query read amplification "
-          f"{last['amplification'] / first['amplification']:.2f}, Reserve items read "
-          f"{last['reserve_items_read'] / max(1, first['reserve_items_read']):.2f}; moto latency: Query "
-          f"{last['latency_ms'] / first['latency_ms']:.1f}x, Reserve {last['reserve_ms'] / first['reserve_ms']:.1f}x "
-          "(moto scans its table per Query and copies it per transaction)")
+    last.update(amplification_ratio=last["amplification"] / first["amplification"],
+                reserve_items_ratio=last["reserve_items_read"] / max(1, first["reserve_items_read"]),
+                query_latency_ratio=last["latency_ms"] / first["latency_ms"],
+                reserve_latency_ratio=last["reserve_ms"] / first["reserve_ms"])
+    print(f"ratio {last['history']} / {first['history']}: Query read amplification {last['amplification_ratio']:.2f}, "
+          f"Reserve items read {last['reserve_items_ratio']:.2f}; embedded DynamoDB (moto) latency: "
+          f"Query {last['query_latency_ratio']:.2f}x, Reserve {last['reserve_latency_ratio']:.2f}x")
     return rows
 
 

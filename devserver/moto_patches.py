@@ -33,11 +33,24 @@ these patches make a call cost what it touches, and change no answer:
   AttributeValues are written straight out as DynamoDB JSON instead.
 * key comparisons: DynamoType.cast_value tried every type in turn; strings
   and numbers are tried first.
+* item sizes: DynamoType.size rebuilt a DynamoType of every value of a map
+  to measure it, and moto measures whole items on every attribute it sets.
+* parsing: each condition expression of a transaction was parsed three
+  times (validation, condition check, write), each update expression twice;
+  a parsed condition is kept for its (expression, names, values) and the
+  validation's read-only parse of an update expression for its text. The
+  list of a handler's methods (inspect.getmembers, per request) is kept per
+  class.
+* the server's dispatch: for every request, moto's DomainDispatcherApplication
+  listed its own package directory (one stat per service) and tried every
+  service's URL patterns to find the backend of a host; that answer is
+  remembered per host.
 
 Every patch is a function of this module, documented with what it replaces.
 The embedded server applies one DynamoDB call at a time (devserver.dynamodb),
 so none of this needs to be thread-safe beyond what moto itself is.
 """
+import base64
 import bisect
 import collections
 import copy
@@ -49,10 +62,12 @@ import time
 import uuid
 
 from moto.core.exceptions import JsonRESTError
+from moto.core import responses as moto_core_responses
 from moto.core.model_instances import model_data
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import utcnow
-from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
     MockValidationException,
@@ -61,11 +76,14 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
+from moto.dynamodb import models as moto_dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import StreamShard, Table
-from moto.dynamodb.models.utilities import dynamo_json_dump
+from moto.dynamodb.models.utilities import bytesize, dynamo_json_dump
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 STREAM_RETENTION = datetime.timedelta(hours=24)
 STREAM_MAX_BYTES = 32 * 1024 * 1024  # of record JSON per table; older records are trimmed first
@@ -426,7 +444,9 @@ def transact_write_items(self, transact_items):
         hash_key, range_key = self.get_keys_value(table, key)
         current = table.get_item(hash_key, range_key)
         if op_type == "Update" and current is not None:
-            current = copy.deepcopy(current)
+            before = copy.deepcopy(current)
+            _local.copied = (current, before)  # update_item's own copy of it (for the stream) is this one
+            current = before
         before_images.append((table, hash_key, range_key, current))
 
     def roll_back():
@@ -486,11 +506,14 @@ def transact_write_items(self, transact_items):
                     expression_attribute_names=expression_attribute_names,
                     expression_attribute_values=expression_attribute_values)
             elif op_type == "Update":
-                self.update_item(
-                    table_name, key, update_expression=op["UpdateExpression"],
-                    condition_expression=condition_expression,
-                    expression_attribute_names=expression_attribute_names,
-                    expression_attribute_values=expression_attribute_values)
+                try:
+                    self.update_item(
+                        table_name, key, update_expression=op["UpdateExpression"],
+                        condition_expression=condition_expression,
+                        expression_attribute_names=expression_attribute_names,
+                        expression_attribute_values=expression_attribute_values)
+                finally:
+                    _local.copied = None
             errors.append((None, None, None))
         except (MultipleTransactionsException, MockValidationException):
             roll_back()
@@ -503,6 +526,21 @@ def transact_write_items(self, transact_items):
     if any(code is not None for code, _, _ in errors):
         roll_back()
         raise TransactionCanceledException(errors)
+
+
+class _CopyOnce:
+    """The `copy` module as moto.dynamodb.models sees it: deepcopy of the item a transaction has just copied
+    (its before image) gives that copy, which DynamoDBBackend.update_item only reads (for the stream record)."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        copied = getattr(_local, "copied", None)
+        if copied is not None and copied[0] is value:
+            return copied[1]
+        return copy.deepcopy(value, memo)
 
 
 # ---- streams: serialized records, trimmed ---------------------------------------------------------
@@ -521,9 +559,9 @@ class _StreamRecord:
         dynamodb = {"StreamViewType": stream_type, "ApproximateCreationDateTime": self.created,
                     "SequenceNumber": str(sequence), "SizeBytes": 1, "Keys": keys}
         if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
-            dynamodb["NewImage"] = new.to_json()["Attributes"]
+            dynamodb["NewImage"] = _image(new)
         if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
-            dynamodb["OldImage"] = old.to_json()["Attributes"]
+            dynamodb["OldImage"] = _image(old)
         self.dynamodb_json = dynamo_json_dump(dynamodb)
         self.size = len(self.dynamodb_json)  # moto's own (over)estimate of SizeBytes
         self.event_id = uuid.uuid4().hex
@@ -534,6 +572,26 @@ class _StreamRecord:
         dynamodb.update(ApproximateCreationDateTime=self.created, SizeBytes=self.size)
         return {"eventID": self.event_id, "eventName": self.event_name, "eventSource": "aws:dynamodb",
                 "eventVersion": "1.0", "awsRegion": "us-east-1", "dynamodb": dynamodb}
+
+
+def _plain(value: DynamoType) -> dict:
+    """An attribute value as DynamoDB JSON (what Item.to_json gives, without its deep copies)."""
+    kind, content = value.type, value.value
+    if kind == "M":
+        return {"M": {name: _plain(nested) for name, nested in content.items()}}
+    if kind == "L":
+        return {"L": [_plain(nested) if isinstance(nested, DynamoType) else nested for nested in content]}
+    if kind in ("SS", "NS", "BS"):
+        return {kind: [_base64(element) for element in content] if kind == "BS" else list(content)}
+    return {kind: _base64(content) if kind == "B" else content}
+
+
+def _base64(content):
+    return base64.b64encode(content).decode("ascii") if isinstance(content, bytes) else content
+
+
+def _image(item) -> dict:
+    return {name: _plain(value) for name, value in item.attrs.items()}
 
 
 def _stream_bytes(shard) -> int:
@@ -580,7 +638,8 @@ def stream_add(self, old, new):
                            sequence)
     self.items.append(record)
     self._bytes = _stream_bytes(self) + record.size
-    if self._bytes > STREAM_MAX_BYTES or getattr(self.items[0], "created", record.created) < record.created - STREAM_RETENTION:
+    oldest = getattr(self.items[0], "created", record.created)
+    if self._bytes > STREAM_MAX_BYTES or oldest < record.created - STREAM_RETENTION:
         _trim_stream(self)
 
 
@@ -667,6 +726,27 @@ def serialize_structure(self, serialized, value, shape, key):
     original(BaseJSONSerializer, "_serialize_type_structure")(self, serialized, value, shape, key)
 
 
+# ---- item sizes ----------------------------------------------------------------------------------
+
+def size(self) -> int:
+    """DynamoType.size (DynamoDB's size of an attribute value) without rebuilding nested values to measure them."""
+    kind, value = self.type, self.value
+    if kind == "N":
+        return len(str(value))
+    if kind == "M":
+        return sum(bytesize(name) + (nested.size() if type(nested) is DynamoType else DynamoType(nested).size())
+                   for name, nested in value.items())
+    if kind == "L":
+        return sum(nested.size() for nested in value)
+    if kind == "NS":
+        return sum(len(str(element)) for element in value)
+    if kind in ("SS", "BS"):
+        return sum(bytesize(element) for element in value)
+    if isinstance(value, bool):
+        return 1
+    return bytesize(value)
+
+
 # ---- key comparisons ------------------------------------------------------------------------------
 
 def cast_value(self):
@@ -678,13 +758,84 @@ def cast_value(self):
     return original(DynamoType, "cast_value").fget(self)
 
 
+# ---- parsing, once ----------------------------------------------------------------------------------
+
+_PARSED_CONDITIONS = collections.OrderedDict()
+_PARSED_CONDITIONS_KEPT = 512
+
+
+def parse_condition(self):
+    """ConditionExpressionParser.parse, kept per (expression, names, values): its Op tree is only read."""
+    try:
+        key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
+               json.dumps(self.expression_attribute_values, sort_keys=True))
+    except (TypeError, ValueError):  # binary values: not kept
+        return original(ConditionExpressionParser, "parse")(self)
+    parsed = _PARSED_CONDITIONS.get(key)
+    if parsed is None:
+        op = original(ConditionExpressionParser, "parse")(self)  # raises for a bad expression: nothing kept
+        parsed = _PARSED_CONDITIONS[key] = (op, tuple(self.expr_attr_names_found),
+                                            tuple(self.expr_attr_values_found))
+        if len(_PARSED_CONDITIONS) > _PARSED_CONDITIONS_KEPT:
+            _PARSED_CONDITIONS.popitem(last=False)
+        return op
+    _PARSED_CONDITIONS.move_to_end(key)
+    op, names, values = parsed
+    self.expr_attr_names_found.extend(names)
+    self.expr_attr_values_found.extend(values)
+    return op
+
+
+class _ParsedUpdateExpressions:
+    """UpdateExpressionParser for moto.dynamodb.responses, which only reads the tree (find_clauses).
+
+    The backend changes its own tree while applying it, so it keeps parsing its own.
+    """
+
+    trees = {}
+
+    @classmethod
+    def make(cls, expression: str):
+        tree = cls.trees.get(expression)
+        if tree is None:
+            tree = UpdateExpressionParser.make(expression)
+            if len(cls.trees) < _PARSED_CONDITIONS_KEPT:
+                cls.trees[expression] = tree
+        return tree
+
+
+_METHOD_NAMES = {}
+
+
+def method_names_from_class(clazz) -> list:
+    if clazz not in _METHOD_NAMES:
+        _METHOD_NAMES[clazz] = original(moto_core_responses, "method_names_from_class")(clazz)
+    return _METHOD_NAMES[clazz]
+
+
+# ---- the server's dispatch ------------------------------------------------------------------------
+
+def get_backend_for_host(self, host):
+    """DomainDispatcherApplication.get_backend_for_host, remembered per host (called under its lock)."""
+    known = self.__dict__.setdefault("_backend_of_host", {})
+    if host not in known:
+        known[host] = original(DomainDispatcherApplication, "get_backend_for_host")(self, host)
+    return known[host]
+
+
 def apply() -> None:
     """Apply every patch (once)."""
     if (Table, "query") in _original:
         return
     _stop_tracking()
     _replace(DynamoType, "cast_value", property(cast_value))
+    _replace(DynamoType, "size", size)
+    _replace(moto_dynamodb_models, "copy", _CopyOnce())
     _replace(BaseJSONSerializer, "_serialize_type_structure", serialize_structure)
+    _replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
+    _replace(ConditionExpressionParser, "parse", parse_condition)
+    _replace(dynamodb_responses, "UpdateExpressionParser", _ParsedUpdateExpressions)
+    _replace(moto_core_responses, "method_names_from_class", method_names_from_class)
     _replace(Table, "query", query)
     _replace(Table, "all_items", all_items)
     _replace(Table, "put_item", put_item)

@@ -18,7 +18,7 @@ from chalice.config import Config
 from chalice.local import ChaliceRequestHandler, create_local_server
 
 from chalicelib.runtime import default_api
-from devserver.dynamodb import FAKE_CREDENTIALS, EmbeddedDynamoDB, create_table
+from devserver.dynamodb import FAKE_CREDENTIALS, DynamoDBProcess, create_table
 from grpc_server import PortUnavailable, bind_problem, build_server
 
 MAX_CHUNKED_BODY_BYTES = 8 * 1024 * 1024
@@ -49,16 +49,24 @@ class ChunkedBodyRequestHandler(ChaliceRequestHandler):
 
 
 def start(host: str, port: int, table_name: str):
-    """Start the embedded DynamoDB and the Connect server; returns (server, dynamodb)."""
-    dynamodb = EmbeddedDynamoDB().start()
-    for name, value in FAKE_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
-    os.environ["RESERVATION_TABLE"] = table_name
-    create_table(table_name, dynamodb.endpoint_url)
+    """Start the embedded DynamoDB (a child process) and the Connect server; returns (server, dynamodb)."""
+    dynamodb = DynamoDBProcess()
+    try:
+        import app as chalice_app  # while the child starts
 
-    import app as chalice_app
+        dynamodb.wait_ready()
+        for name, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
+        os.environ["RESERVATION_TABLE"] = table_name
+        create_table(table_name, dynamodb.endpoint_url)
+        return _connect_server(chalice_app, host, port), dynamodb
+    except BaseException:
+        dynamodb.stop()
+        raise
 
+
+def _connect_server(chalice_app, host: str, port: int):
     default_api.cache_clear()
     config = Config.create(chalice_stage="dev", app_name=chalice_app.app.app_name, lambda_timeout=30)
     try:
@@ -68,7 +76,7 @@ def start(host: str, port: int, table_name: str):
         raise PortUnavailable(f"port {port} is {reason}") from error
     server.server.RequestHandlerClass = functools.partial(
         ChunkedBodyRequestHandler, app_object=chalice_app.app, config=config)
-    return server, dynamodb
+    return server
 
 
 def main(argv=None) -> None:
@@ -96,7 +104,11 @@ def serve(options) -> None:
         if problem:
             raise PortUnavailable(f"{name} {port} is {problem}")
     server, dynamodb = start(options.host, options.port, options.table)
-    grpc_server, grpc_port = build_server(default_api(), options.host, options.grpc_port)
+    try:
+        grpc_server, grpc_port = build_server(default_api(), options.host, options.grpc_port)
+    except BaseException:
+        dynamodb.stop()
+        raise
 
     def stop(*_):
         # serve_forever returns once shutdown() is called from another thread

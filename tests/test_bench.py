@@ -1,5 +1,5 @@
 """Tiny runs of every benchmark, so that they cannot rot: each must run and print sane figures."""
-from bench import cold_start, dynamodb_cost, handler_overhead, scaling, throughput
+from bench import cold_start, dynamodb_cost, embedded, handler_overhead, scaling, throughput
 
 
 def test_cold_start(capsys):
@@ -26,8 +26,16 @@ def test_scaling():
     first, last = scaling.run(sizes=(10, 300), matches=5, repeats=1)
     assert first["amplification"] == last["amplification"] <= 1.5
     assert first["reserve_round_trips"] == last["reserve_round_trips"] == 2
+    assert last["query_latency_ratio"] > 0 and last["reserve_latency_ratio"] > 0
 
 
 def test_throughput():
     result = throughput.run(per_client=2)
     assert result["failed"] == 0 and result["hot_per_second"] > 0
+
+
+def test_embedded(capsys):
+    result = embedded.run(loaded=200, reserves=16, samples=5)
+    assert result["empty"]["reserve_ms"] > 0 and result["loaded"]["get_ms"] > 0
+    assert result["rss_start_mib"] > 0 and 0 < result["stop_seconds"] < 5
+    assert "ratio loaded / empty" in capsys.readouterr().out
