@@ -192,34 +192,56 @@ def _unary_error(error: ServiceError) -> HttpAnswer:
     return HttpAnswer(status, headers, json.dumps(error_json(error)).encode())
 
 
+def _checked(method_name: str, http_method: str, headers: Mapping, body: bytes) -> tuple:
+    """(method, codec) of a well-formed Connect call, or ProtocolError."""
+    method = METHODS.get(method_name)
+    if method is None:
+        raise ProtocolError(Code.UNIMPLEMENTED, f"unknown method {method_name!r}", http_status=404)
+    if http_method != "POST":
+        raise ProtocolError(Code.UNIMPLEMENTED, f"{http_method} is not supported; Connect calls use POST",
+                            http_status=405, headers={"Allow": "POST"})
+    version = headers.get("connect-protocol-version", "1")
+    if version != "1":
+        raise ProtocolError(Code.INVALID_ARGUMENT, f"connect-protocol-version: unsupported {version!r}")
+    if len(body) > MAX_BODY_BYTES:
+        raise _too_large()
+    media_type = _media_type(headers)
+    accepted = STREAM_CODECS if method.server_streaming else UNARY_CODECS
+    if media_type not in accepted:
+        raise ProtocolError(Code.INVALID_ARGUMENT,
+                            f"content-type: {media_type or 'none'} is not supported; use {' or '.join(accepted)}",
+                            http_status=415, headers={"Accept-Post": ", ".join(accepted)})
+    return method, accepted[media_type]
+
+
 def handle(api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes,
            principal: Optional[str] = None) -> HttpAnswer:
-    """Serve one Connect call. `headers` must have lowercase names; `principal` is the caller's
-    authenticated identity (an IAM ARN on AWS), if any."""
-    method = METHODS.get(method_name)
+    """Serve one Connect call whole (a server stream as one body: Lambda). `headers` must have
+    lowercase names; `principal` is the caller's authenticated identity (an IAM ARN on AWS), if any."""
     try:
-        if method is None:
-            raise ProtocolError(Code.UNIMPLEMENTED, f"unknown method {method_name!r}", http_status=404)
-        if http_method != "POST":
-            raise ProtocolError(Code.UNIMPLEMENTED, f"{http_method} is not supported; Connect calls use POST",
-                                http_status=405, headers={"Allow": "POST"})
-        version = headers.get("connect-protocol-version", "1")
-        if version != "1":
-            raise ProtocolError(Code.INVALID_ARGUMENT, f"connect-protocol-version: unsupported {version!r}")
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-        media_type = _media_type(headers)
-        accepted = STREAM_CODECS if method.server_streaming else UNARY_CODECS
-        if media_type not in accepted:
-            raise ProtocolError(Code.INVALID_ARGUMENT,
-                                f"content-type: {media_type or 'none'} is not supported; use {' or '.join(accepted)}",
-                                http_status=415, headers={"Accept-Post": ", ".join(accepted)})
+        method, codec = _checked(method_name, http_method, headers, body)
     except ServiceError as error:
         return _unary_error(error)
-    codec = accepted[media_type]
     if method.server_streaming:
-        return _serve_stream(api, method, codec, headers, body, principal)
+        answer_headers, chunks = stream_chunks(api, method, codec, headers, body, principal)
+        return HttpAnswer(200, answer_headers, b"".join(chunks))
     return _serve_unary(api, method, codec, headers, body, principal)
+
+
+def handle_streaming(api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes,
+                     keep_going) -> tuple:
+    """For a server that can stream: (status, headers, iterator of body chunks sent as they come).
+    `keep_going(seconds, events sent)` says how long a stream such as `listen` may stay open."""
+    try:
+        method, codec = _checked(method_name, http_method, headers, body)
+    except ServiceError as error:
+        answer = _unary_error(error)
+        return answer.status, answer.headers, iter([answer.body])
+    if not method.server_streaming:
+        answer = _serve_unary(api, method, codec, headers, body, None)
+        return answer.status, answer.headers, iter([answer.body])
+    answer_headers, chunks = stream_chunks(api, method, codec, headers, body, None, keep_going)
+    return 200, answer_headers, chunks
 
 
 def _serve_unary(api, method, codec, headers: Mapping, body: bytes, principal: Optional[str]) -> HttpAnswer:
@@ -287,9 +309,3 @@ def stream_chunks(api, method, codec, headers: Mapping, body: bytes, principal: 
         yield envelope(ENVELOPE_END_STREAM, json.dumps(end).encode(), gzip_answer)
 
     return answer_headers, chunks()
-
-
-def _serve_stream(api, method, codec, headers: Mapping, body: bytes, principal: Optional[str]) -> HttpAnswer:
-    """On Lambda the whole stream is one body, always HTTP 200."""
-    answer_headers, chunks = stream_chunks(api, method, codec, headers, body, principal)
-    return HttpAnswer(200, answer_headers, b"".join(chunks))
