@@ -6,6 +6,7 @@ Every decision is made on a snapshot and committed only if that snapshot is
 still true (see chalicelib.ports): a lost race re-reads and decides again.
 """
 
+import collections
 import dataclasses
 import hashlib
 import logging
@@ -46,6 +47,7 @@ LISTED_CONFLICTS = 10
 DISPLACE_LIMIT = 5  # expired holds removed by the write that takes their time; more are removed first
 EXPIRE_BATCH = 20  # expired holds removed by one write of their own
 MAX_UNITS = 1_000_000
+HINTS_KEPT = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +133,16 @@ def _check_units(units: int, field: str) -> int:
     return units or 1
 
 
+class Hints(collections.OrderedDict):
+    """(tenant, resource) -> StoredResource, the HINTS_KEPT most recently used (a warm Lambda's memory)."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > HINTS_KEPT:
+            self.popitem(last=False)
+
+
 @dataclasses.dataclass
 class Target:
     """Where a claim goes: the resource's definition (or None), shape and the snapshot read for it."""
@@ -150,7 +162,7 @@ class ReservationService:
         self.clock = clock
         # Hints of definitions, to know which items to read; a shape never changes once stored,
         # and every write re-reads the definition itself, so a stale hint only costs a re-read.
-        self.hints: dict = {}
+        self.hints = Hints()
 
     # ---- reserve ---------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ TENANT_HEADER = "x-tenant-id"
 ACTING_USER_HEADER = "x-acting-user"
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 MAP_TTL_SECONDS = 60
+MAP_RETRY_SECONDS = 5  # after a failed read of the map
 log = logging.getLogger(__name__)
 
 
@@ -76,6 +77,7 @@ class TenantMap:
             self.loaded_at = time.monotonic()
         except Exception:  # noqa: BLE001 - keep the last good map; refuse only if there never was one
             log.error("cannot read the tenant map %s", self.parameter, exc_info=True)
+            self.loaded_at = time.monotonic() - MAP_TTL_SECONDS + MAP_RETRY_SECONDS  # not on every call
             if not self.entries:
                 raise ServiceError(Code.UNAVAILABLE, "tenants cannot be resolved right now; retry") from None
 
