@@ -16,7 +16,7 @@ from . import paging, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
 from .layout import Shape, StoredResource, shape_for, start_key_bound
 from .model import DAY_NS, MAX_NS, ChangeEvent, ChangeKind, Resource
-from .ports import BucketRecap, DefinitionWrite, StaleWrite, StorageUnavailable, Store, WritePlan
+from .ports import BucketRecap, DefinitionWrite, OutcomeUnknown, StaleWrite, StorageUnavailable, Store, WritePlan
 from .query import page_size_of
 from .rules import LONGEST_NS
 from .service import MAX_UNITS
@@ -232,9 +232,19 @@ class ResourceService:
     def delete(self, tenant: str, resource_id: str) -> Resource:
         """Delete a definition; refused while reservations of the resource end in the future."""
         resource_id = validate.name("id", resource_id)
+        maybe_deleted = None  # the definition a delete whose answer was lost (or retried) may have stored
         for _ in range(8):
             now = self.clock()
-            current = self._read(tenant, resource_id)
+            try:
+                current = self._read(tenant, resource_id)
+            except ServiceError:
+                if maybe_deleted is None:
+                    raise
+                raise ServiceError(Code.UNKNOWN, f"storage failed while deleting resource {resource_id}: it may "
+                                                 "have been deleted; get it to find out") from None
+            if maybe_deleted is not None and current is not None and current.deleted and \
+                    current.rev == maybe_deleted.rev:
+                return current.resource  # the delete whose answer was lost did commit
             if current is None or not current.live:
                 raise not_found("resource", resource_id)
             live = self._live_booking(tenant, current, now)
@@ -249,7 +259,8 @@ class ResourceService:
             try:
                 self.store.commit(plan)
                 return current.resource
-            except StaleWrite:
+            except (StaleWrite, OutcomeUnknown):  # lost, or applied and then retried against itself
+                maybe_deleted = stored
                 continue
             finally:
                 self.hints.pop((tenant, resource_id), None)
