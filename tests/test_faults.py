@@ -1,127 +1,801 @@
-"""Fault injection: DynamoDB fails at every call of every RPC, in every way; nothing breaks.
+"""Fault injection: DynamoDB fails at every call of every RPC, in every way; nothing breaks, nothing lies.
 
-Each RPC then either succeeds or answers a retryable code, the table stays consistent, and a
-client retry (same request id for reserve) ends with exactly the one reservation asked for.
+Every RPC (and the scheduled sweep) runs once without faults on a table in moto, recording the
+DynamoDB calls it makes (labelled by operation and what they read, so that calls made at once on
+the store's threads keep their names). Then, for each of those calls and each way DynamoDB fails,
+a fresh copy of the same situation runs with that one call failing:
+
+* throttled, server error (5xx), time-out, transaction conflict: nothing was applied;
+* lost answer: the call was applied, then the connection dropped;
+* applied, then retried: the call was applied and retried (as botocore retries a timed-out call),
+  the retry failing against the write it already made;
+* lost answer, then storage fails (writes only): the transaction was applied, its answer lost, and
+  every later call of the RPC fails too (issue 12's "phantom booking" sequence).
+
+After each: the RPC succeeded, or answered a retryable code having changed nothing, or answered
+UNKNOWN with an OutcomeUnknown detail naming the reservation; the checker is clean; the caller's
+retry (same request id for reserve) ends in the one state asked for; and the change feed from just
+before the call, replayed over the state before it, gives exactly the state after it: no change
+event lost, none doubled.
+
+HYPOTHESIS_PROFILE=large also runs the failures that behave alike at reads (transaction conflict,
+applied then retried) at every read call.
 """
+import collections
+import dataclasses
+import threading
 import uuid
+from typing import Callable
 
 import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ServiceError
+from chalicelib import connect, layout
+from chalicelib import service as service_module
+from chalicelib.api import CallContext, error_details, reservation_to_proto, resource_to_proto
+from chalicelib.dynamo import DynamoStore
+from chalicelib.errors import Code, ServiceError
 from chalicelib.gen import reservation_pb2 as pb
-from chalicelib.runtime import default_api
-from rsvp import checker
-from harness.moto import TABLE
-from tests.helpers import reservation
+from chalicelib.model import MINUTE_NS, Caller
+from chalicelib.ports import StorageUnavailable
+from chalicelib.runtime import build_api
+from harness.moto import TABLE, moto_table
+from ops.checker import Table, check, scan_items
+from rsvp.client import _error_of
+from tests.helpers import reservation, stamp
+from tests.hypothesis_profiles import SCALE
 
-RETRYABLE = {"unavailable", "aborted"}
+RETRYABLE = {"unavailable", "aborted", "deadline_exceeded"}
+TENANTS = ("default", "t2")
 
 
-def _client_error(client, code: str, operation: str, reasons=None):
-    response = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+def _client_error(client, code: str, operation: str, reasons=None, status: int = 400):
+    response = {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
     if reasons:
         response["CancellationReasons"] = [{"Code": reason} for reason in reasons]
     error_class = getattr(client.exceptions, code, None) or ClientError
     return error_class(response, operation)
 
 
-FAULTS = {
+FAILURES = {  # nothing applied
     "throttled": lambda client, operation, arguments: _client_error(client, "ThrottlingException", operation),
-    "server error": lambda client, operation, arguments: _client_error(client, "InternalServerError", operation),
+    "server error": lambda client, operation, arguments: _client_error(
+        client, "InternalServerError", operation, status=500),
     "timeout": lambda client, operation, arguments: botocore.exceptions.ReadTimeoutError(endpoint_url="x"),
     "transaction conflict": lambda client, operation, arguments: _client_error(
         client, "TransactionCanceledException", operation,
         ["TransactionConflict"] * len(arguments.get("TransactItems", [None]))),
 }
+LOST = "lost answer"
+RETRIED = "applied, then retried"
+PHANTOM = "lost answer, then storage fails"
+WRITE_FAULTS = [*FAILURES, LOST, RETRIED, PHANTOM]
+# At a read every failure ends the same way (StorageUnavailable), a transaction conflict is just
+# another failure and a retried read changes nothing: the ci profile fails each read call one way,
+# taking turns; the large profile every way.
+READ_FAULTS = ["throttled", "server error", "timeout", LOST] + (["transaction conflict", RETRIED] if SCALE > 1 else [])
+
+
+def faults_at(calls: list, number: int) -> list:
+    """The ways call `number` of `calls` is made to fail."""
+    if calls[number][0] == WRITE:
+        return WRITE_FAULTS
+    if SCALE > 1:
+        return READ_FAULTS
+    return [READ_FAULTS[number % len(READ_FAULTS)]]
+WRITE = "TransactWriteItems"
+
+
+def label(operation: str, arguments: dict) -> str:
+    """A call's name that does not depend on ids or on the order of calls made at once."""
+    if operation == "transact_write_items":
+        return WRITE
+    if operation == "get_item":
+        return "GetItem " + layout.kind_of(arguments["Key"])
+    if operation == "batch_get_item":
+        keys = [key for request in arguments["RequestItems"].values() for key in request["Keys"]]
+        return "BatchGetItem " + "+".join(sorted({layout.kind_of(key) for key in keys}))
+    condition = arguments.get("KeyConditionExpression", "")
+    values = arguments.get("ExpressionAttributeValues", {})
+    low = next((values[name]["S"][:2] for name in (":low",) if name in values), "")
+    return f"{operation} {arguments.get('IndexName', 'table')} {condition.split(' ')[0]} {low}".strip()
 
 
 class FaultyClient:
-    """Wraps the boto3 client: call number `at` fails with `fault`. With `after_apply` the call is
-    applied first and then its answer is lost ("lost answer"), or retried as botocore retries a
-    timed-out call, the retry failing against the write it already made ("applied, then retried")."""
+    """The botocore client of the store, with one call (`at`: (label, occurrence)) failing as `fault`.
+    Records the label of every call it makes (`made`)."""
 
-    def __init__(self, client, at: int, fault: str, after_apply: bool):
-        self._client, self._at, self._fault, self._after_apply = client, at, fault, after_apply
-        self.calls = 0
-        self.exceptions = client.exceptions
+    OPERATIONS = {"query", "get_item", "batch_get_item", "transact_write_items"}
+
+    def __init__(self, client, at=None, fault: str = ""):
+        self._client, self._at, self._fault = client, at, fault
+        self._lock = threading.Lock()
+        self._seen = collections.Counter()
+        self.made = []
+        self.broken = False  # PHANTOM: everything fails after the lost answer
 
     def __getattr__(self, name):
-        operation = getattr(self._client, name)
+        real = getattr(self._client, name)
+        if name not in self.OPERATIONS:
+            return real
 
         def call(**arguments):
-            self.calls += 1
-            if self.calls != self._at:
-                return operation(**arguments)
-            if self._after_apply:
-                operation(**arguments)
-                if self._fault == "applied, then retried":
-                    return operation(**arguments)
+            name_of_call = label(name, arguments)
+            with self._lock:
+                self._seen[name_of_call] += 1
+                self.made.append(name_of_call)
+                hit = (name_of_call, self._seen[name_of_call]) == self._at
+                broken = self.broken
+            if broken:
+                raise _client_error(self._client, "InternalServerError", name, status=500)
+            if not hit:
+                return real(**arguments)
+            if self._fault in (LOST, PHANTOM):
+                real(**arguments)
+                self.broken = self._fault == PHANTOM
                 raise botocore.exceptions.ConnectionClosedError(endpoint_url="x")
-            raise FAULTS[self._fault](self._client, name, arguments)
+            if self._fault == RETRIED:
+                real(**arguments)
+                return real(**arguments)
+            raise FAILURES[self._fault](self._client, name, arguments)
         return call
 
 
-# DynamoDB calls each RPC makes when nothing fails (checked below): every one of them gets a fault
-CALLS = {"reserve": 2, "confirm": 2, "update": 2, "cancel": 2, "get": 1, "filter": 2}
+class Clock:
+    """Now (the real date, so that request ids and the feed's retention behave), moved on by tests."""
+
+    def __init__(self):
+        import time
+
+        self.now = time.time_ns()
+
+    def __call__(self) -> int:
+        self.now += 1000
+        return self.now
+
+    def advance(self, duration_ns: int) -> None:
+        self.now += duration_ns
 
 
-def _scenario(api, method: str, target: str):
-    if method == "reserve":
-        return api.reserve(pb.ReserveRequest(reservation=reservation(resource="faulty", start=6000, end=6060),
-                                             request_id=target))
-    if method == "filter":
-        return api.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="faulty", start={"seconds": 1})))
-    request = {"confirm": pb.ConfirmRequest, "update": pb.UpdateRequest, "cancel": pb.CancelRequest,
-               "get": pb.GetRequest}[method](id=target)
-    if method == "update":
-        request.note = "changed"
-    return getattr(api, method)(request)
+class Bench:
+    """The API over moto with a controllable clock; `store.client` is what faults replace."""
 
+    def __init__(self, client):
+        self.client = client
+        self.clock = Clock()
+        self.store = DynamoStore(TABLE, client)
+        self.api = build_api(self.store, clock=self.clock)
 
-CASES = [(method, fault, after_apply) for method in CALLS
-         for fault, after_apply in [(name, False) for name in FAULTS]
-         + [("lost answer", True), ("applied, then retried", True)]]
+    @staticmethod
+    def context(tenant: str = "default") -> CallContext:
+        return CallContext(Caller(tenant), keep_going=lambda elapsed, sent: False)
 
+    def reserve(self, resource: str, start: float, end: float, tenant: str = "default", request_id: str = "",
+                units: int = 0, hold_minutes: float = 0, status: int = 0) -> pb.Reservation:
+        request = pb.ReserveRequest(reservation=reservation(resource=resource, user="u", start=start, end=end,
+                                                            units=units, status=status), request_id=request_id)
+        if hold_minutes:
+            request.hold_for.FromNanoseconds(int(hold_minutes * MINUTE_NS))
+        return self.api.reserve(request, self.context(tenant)).reservation
 
-@pytest.mark.parametrize("method,fault,after_apply", CASES)
-def test_every_call_of_every_rpc_can_fail(dynamodb, method, fault, after_apply):
-    api = default_api()
-    store = api.service.store
-    real = store.client
-    target = str(uuid.uuid4())  # reserve: the request id of every attempt
-    for at in range(1, CALLS[method] + 1):
-        existing = api.reserve(pb.ReserveRequest(reservation=reservation(
-            resource="faulty", start=at * 60, end=at * 60 + 30))).reservation  # a fresh one per attempt
-        if method != "reserve":
-            target = existing.id
-        store.client = FaultyClient(real, at=at, fault=fault, after_apply=after_apply)
+    def define(self, resource_id: str, tenant: str = "default", **fields) -> pb.Resource:
+        request = pb.DefineResourceRequest(resource=pb.Resource(id=resource_id, **fields))
+        return self.api.define_resource(request, self.context(tenant)).resource
+
+    def pool(self, resource_id: str, capacity: int = 3, tenant: str = "default") -> pb.Resource:
+        step = pb.Resource().step
+        step.FromNanoseconds(15 * MINUTE_NS)
+        return self.define(resource_id, tenant, capacity=capacity, step=step)
+
+    def get(self, reservation_id: str, tenant: str = "default"):
         try:
-            _scenario(api, method, target)
+            return self.api.get(pb.GetRequest(id=reservation_id), self.context(tenant)).reservation
         except ServiceError as error:
-            assert error.code.connect_name in RETRYABLE, (at, error.code, error.message)
-        finally:
-            store.client = real
-        assert checker.check(real, TABLE) == [], (at, fault)
-    if method == "reserve":  # the caller retries without faults: still exactly one reservation
-        made = _scenario(api, "reserve", target).reservation
-        assert _scenario(api, "reserve", target).reservation == made
-        listed = api.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="faulty"))).reservations
-        assert len(listed) == CALLS[method] + 1 and made.id in {r.id for r in listed}
+            assert error.code.value == "not_found", error.message
+            return None
+
+    def listed(self, resource_id: str, tenant: str = "default") -> list:
+        return list(self.api.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id=resource_id)),
+                                    self.context(tenant)).reservations)
+
+    # ---- what the table holds, and what the feed says ----------------------------------------------
+
+    def state(self) -> dict:
+        """tenant -> {"reservations": {id: Reservation}, "resources": {id: Resource}} as stored."""
+        table = Table(scan_items(self.client, TABLE))
+        found = {tenant: {"reservations": {}, "resources": {}} for tenant in TENANTS}
+        for (tenant, reservation_id), (booking, _) in table.reservations.items():
+            found[tenant]["reservations"][reservation_id] = reservation_to_proto(booking.reservation)
+        for (tenant, resource_id), stored in table.definitions.items():
+            if stored.live:
+                found[tenant]["resources"][resource_id] = resource_to_proto(stored.resource)
+        return found
+
+    def feed(self, tenant: str, after: str = "") -> tuple:
+        """(every event of the tenant after the cursor, the cursor to go on from)."""
+        events = []
+        while True:
+            page = self.api.changes(pb.ChangesRequest(after=after, page_size=1000), self.context(tenant))
+            events += page.events
+            after = page.cursor
+            if not page.events:
+                return events, after
+
+    def wipe(self) -> None:
+        """Empty the table: every attempt starts from the same few items (moto's calls cost what the
+        table holds)."""
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in scan_items(self.client, TABLE)]
+        for first in range(0, len(keys), 25):
+            self.client.batch_write_item(RequestItems={TABLE: [{"DeleteRequest": {"Key": key}}
+                                                               for key in keys[first:first + 25]]})
+        self.api.reservations.hints.clear()
+
+    def cursors(self) -> dict:
+        return {tenant: self.feed(tenant)[1] for tenant in TENANTS}
 
 
-def test_the_call_counts_are_what_each_rpc_makes(dynamodb):
-    api = default_api()
-    store = api.service.store
-    real = store.client
-    for number, method in enumerate(CALLS):
-        existing = api.reserve(pb.ReserveRequest(reservation=reservation(
-            resource="faulty", start=number * 60, end=number * 60 + 30))).reservation
-        counting = FaultyClient(real, at=0, fault="", after_apply=False)
-        store.client = counting
+def replay(events: list, start: dict) -> tuple:
+    """The state `events` lead to from `start` ({"reservations", "resources"}), and what did not fit:
+    an event whose `before` is not the state it changes (a doubled or missing one)."""
+    reservations, resources = dict(start["reservations"]), dict(start["resources"])
+    problems = []
+    for event in events:
+        kind = pb.ChangeKind.Name(event.kind)
+        rid = event.reservation.id
+        if kind == "RESERVATION_CREATED":
+            if rid in reservations:
+                problems.append(f"{kind} of {rid}, which exists")
+            reservations[rid] = event.reservation
+        elif kind in ("RESERVATION_CONFIRMED", "RESERVATION_UPDATED", "RESERVATION_RESCHEDULED",
+                      "RESERVATION_CANCELLED", "RESERVATION_EXPIRED"):
+            if reservations.get(rid) != event.before:
+                problems.append(f"{kind} of {rid}: its before is not the reservation as it was")
+            if kind in ("RESERVATION_CANCELLED", "RESERVATION_EXPIRED"):
+                reservations.pop(rid, None)
+            else:
+                if event.reservation == event.before:
+                    problems.append(f"{kind} of {rid} changes nothing")
+                reservations[rid] = event.reservation
+        elif kind == "RESOURCE_DEFINED":
+            resources[event.resource.id] = event.resource
+        elif kind == "RESOURCE_DELETED":
+            if event.resource.id not in resources:
+                problems.append(f"{kind} of {event.resource.id}, which is not defined")
+            resources.pop(event.resource.id, None)
+        else:
+            problems.append(f"event of kind {kind}")
+    return {"reservations": reservations, "resources": resources}, problems
+
+
+# ---- the situations: one RPC (or the sweep) each -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Case:
+    act: Callable[[], object]  # the call under test
+    again: Callable[[], object]  # the caller's retry, without faults
+    check: Callable[[object], None]  # the end state, given what `again` answered
+    target: str = ""  # the reservation an OutcomeUnknown must name ("": the one reserve was making)
+    again_may_be: frozenset = frozenset()  # codes the retry may answer (e.g. cancel: not_found)
+    scheduled: bool = False  # the sweep: not an RPC, a failure makes the next run do it
+    resource: str = ""  # a resource's RPC: an UNKNOWN answer names it (there is no reservation to name)
+
+
+def _reserve(bench: Bench, n: str) -> Case:
+    resource, request_id = f"room-{n}", f"req-{n}"
+    bench.reserve(resource, 0, 30)
+
+    def act():
+        return bench.reserve(resource, 60, 90, request_id=request_id)
+
+    def check(made):
+        assert [r.id for r in bench.listed(resource)][1:] == [made.id], "not exactly one reservation"
+    return Case(act, act, check)
+
+
+def _reserve_over_an_expired_hold(bench: Bench, n: str) -> Case:
+    resource, request_id = f"room-{n}", f"req-{n}"
+    hold = bench.reserve(resource, 60, 90, hold_minutes=1)
+    bench.clock.advance(2 * MINUTE_NS)
+
+    def act():
+        return bench.reserve(resource, 45, 75, request_id=request_id, status=pb.CONFIRMED)
+
+    def check(made):
+        assert [r.id for r in bench.listed(resource)] == [made.id] and bench.get(hold.id) is None
+    return Case(act, act, check)
+
+
+def _pool_reserve(bench: Bench, n: str) -> Case:
+    resource, request_id = f"lot-{n}", f"req-{n}"
+    bench.pool(resource)
+    bench.reserve(resource, 0, 60, units=1)
+
+    def act():
+        return bench.reserve(resource, 30, 90, units=2, request_id=request_id)
+
+    def check(made):
+        assert [r.id for r in bench.listed(resource)][1:] == [made.id] and made.units == 2
+    return Case(act, act, check)
+
+
+def _confirm_a_hold(bench: Bench, n: str) -> Case:
+    hold = bench.reserve(f"room-{n}", 0, 30, hold_minutes=10)
+
+    def act():
+        return bench.api.confirm(pb.ConfirmRequest(id=hold.id), bench.context()).reservation
+
+    def check(_):
+        found = bench.get(hold.id)
+        assert found.status == pb.CONFIRMED and not found.HasField("expires_at")
+    return Case(act, act, check, hold.id)
+
+
+def _update(bench: Bench, n: str) -> Case:
+    made = bench.reserve(f"room-{n}", 0, 30)
+
+    def act():
+        return bench.api.update(pb.UpdateRequest(id=made.id, note="changed", status=pb.BLOCKED),
+                                bench.context()).reservation
+
+    def check(_):
+        found = bench.get(made.id)
+        assert (found.note, found.status) == ("changed", pb.BLOCKED)
+    return Case(act, act, check, made.id)
+
+
+def _cancel(bench: Bench, n: str, pool: bool = False) -> Case:
+    resource = f"{'lot' if pool else 'room'}-{n}"
+    if pool:
+        bench.pool(resource)
+    made = bench.reserve(resource, 0, 30, units=2 if pool else 0)
+
+    def act():
+        return bench.api.cancel(pb.CancelRequest(id=made.id), bench.context()).reservation
+
+    def check(_):
+        assert bench.get(made.id) is None
+    return Case(act, act, check, made.id, frozenset({"not_found"}))
+
+
+def _reschedule(bench: Bench, n: str, to: str = "", pool: bool = False) -> Case:
+    resource = f"{'lot' if pool else 'room'}-{n}"
+    if pool:
+        bench.pool(resource)
+        bench.reserve(resource, 120, 180, units=1)
+    made = bench.reserve(resource, 0, 30, units=2 if pool else 0)
+    target = f"other-{n}" if to else ""
+
+    def act():
+        return bench.api.reschedule(pb.RescheduleRequest(id=made.id, start=stamp(120), end=stamp(150),
+                                                         resource_id=target), bench.context()).reservation
+
+    def check(_):
+        found = bench.get(made.id)
+        assert (found.resource_id, found.start, found.end) == (target or resource, stamp(120), stamp(150))
+        assert made.id in [r.id for r in bench.listed(target or resource)]
+        if target:
+            assert bench.listed(resource) == []
+    return Case(act, act, check, made.id)
+
+
+# BUG: fails at "lost answer, then storage fails": UNAVAILABLE after the definition was stored (see
+# test_define_whose_answer_is_lost_and_reread_fails_does_not_say_unavailable)
+def _define(bench: Bench, n: str) -> Case:
+    resource = f"room-{n}"
+
+    def act():
+        return bench.define(resource, name="defined", labels={"floor": "2"})
+
+    def check(_):
+        found = bench.api.get_resource(pb.GetResourceRequest(id=resource), bench.context()).resource
+        assert (found.name, dict(found.labels)) == ("defined", {"floor": "2"})
+    return Case(act, act, check, resource=resource)
+
+
+# BUG: fails at most faults after the definition's transaction (half-done capacity change, false
+# FAILED_PRECONDITION, INTERNAL): see the resource tests at the end of this file
+def _raise_a_pools_capacity(bench: Bench, n: str) -> Case:
+    resource = f"lot-{n}"
+    bench.pool(resource, capacity=2)
+    bench.reserve(resource, 0, 60, units=2)
+    bench.reserve(resource, 60 * 7, 60 * 8, units=1)  # a second bucket
+
+    def act():
+        return bench.pool(resource, capacity=4)
+
+    def check(_):
+        assert bench.api.get_resource(pb.GetResourceRequest(id=resource), bench.context()).resource.capacity == 4
+        caps = {item["cap"]["N"] for item in scan_items(bench.client, TABLE)
+                if item["pk"]["S"] == layout.resource_pk("default", resource) and layout.kind_of(item) == "bucket"}
+        assert caps == {"4"}, caps
+        bench.reserve(resource, 0, 60, units=2)  # fits only with the new capacity
+    return Case(act, act, check, resource=resource)
+
+
+def _delete_resource(bench: Bench, n: str) -> Case:
+    resource = f"room-{n}"
+    bench.define(resource, name="to delete")
+
+    def act():
+        return bench.api.delete_resource(pb.DeleteResourceRequest(id=resource), bench.context()).resource
+
+    def check(_):
+        with pytest.raises(ServiceError):
+            bench.api.get_resource(pb.GetResourceRequest(id=resource), bench.context())
+    return Case(act, act, check, "", frozenset({"not_found"}), resource=resource)
+
+
+def _sweep(bench: Bench, n: str) -> Case:
+    held = [bench.reserve(f"room-{n}", 0, 30, hold_minutes=1)]
+    bench.pool(f"lot-{n}", tenant="t2")
+    held.append(bench.reserve(f"lot-{n}", 0, 60, units=2, hold_minutes=1, tenant="t2"))
+    kept = bench.reserve(f"room-{n}", 60, 90, hold_minutes=30 * 24 * 60)
+    bench.clock.advance(2 * MINUTE_NS)
+
+    def act():
+        return bench.api.reservations.sweep_expired()
+
+    def check(_):
+        assert bench.get(held[0].id) is None and bench.get(held[1].id, "t2") is None
+        assert bench.get(kept.id).status == pb.PENDING
+        bench.reserve(f"lot-{n}", 0, 60, units=3, tenant="t2")  # the expired hold's units are back
+    return Case(act, act, check, scheduled=True)
+
+
+def _read(call: Callable[[Bench, str, pb.Reservation], object]):
+    def situation(bench: Bench, n: str) -> Case:
+        bench.pool(f"lot-{n}", capacity=2)
+        made = bench.reserve(f"room-{n}", 0, 30)
+        bench.reserve(f"lot-{n}", 0, 60, units=1)
+        bench.cursor = bench.api.changes(pb.ChangesRequest(resource_id=f"room-{n}", page_size=1),
+                                         bench.context()).cursor  # listen from after the first event
+        first = call(bench, n, made)
+
+        def check(again):
+            assert again == first, "a read answered differently"
+        return Case(lambda: call(bench, n, made), lambda: call(bench, n, made), check)
+    return situation
+
+
+def _window(request, start: float = -60, end: float = 240):
+    request.start.CopyFrom(stamp(start))
+    request.end.CopyFrom(stamp(end))
+    return request
+
+
+def _stream(stream) -> tuple:
+    return list(stream), dict(stream.trailers)
+
+
+READS = {
+    "get": lambda bench, n, made: bench.api.get(pb.GetRequest(id=made.id), bench.context()),
+    "filter": lambda bench, n, made: bench.api.filter(pb.FilterRequest(query=_window(pb.QueryRequest(
+        resource_id=f"room-{n}"))), bench.context()),
+    "filter of a pool": lambda bench, n, made: bench.api.filter(pb.FilterRequest(query=_window(pb.QueryRequest(
+        resource_id=f"lot-{n}"))), bench.context()),
+    "filter by user": lambda bench, n, made: bench.api.filter(pb.FilterRequest(query=_window(pb.QueryRequest(
+        user_id="u"))), bench.context()),
+    "Query": lambda bench, n, made: _stream(bench.api.query(_window(pb.QueryRequest(resource_id=f"room-{n}")),
+                                                            bench.context())),
+    "get_resource": lambda bench, n, made: bench.api.get_resource(pb.GetResourceRequest(id=f"lot-{n}"),
+                                                                  bench.context()),
+    "list_resources": lambda bench, n, made: bench.api.list_resources(pb.ListResourcesRequest(), bench.context()),
+    "availability": lambda bench, n, made: bench.api.availability(_window(pb.AvailabilityRequest(
+        resource_ids=[f"room-{n}", f"lot-{n}"])), bench.context()),
+    "find_slots": lambda bench, n, made: bench.api.find_slots(_window(pb.FindSlotsRequest(
+        resource_ids=[f"room-{n}", f"lot-{n}"], duration={"seconds": 1800}, limit=5)), bench.context()),
+    "changes by resource": lambda bench, n, made: [(e.kind, e.reservation.id) for e in bench.api.changes(
+        pb.ChangesRequest(resource_id=f"room-{n}"), bench.context()).events],
+    "changes by user": lambda bench, n, made: [(e.kind, e.reservation.id) for e in bench.api.changes(
+        pb.ChangesRequest(user_id="u"), bench.context()).events][-3:],
+    "listen": lambda bench, n, made: [(e.kind, e.reservation.id) for e in bench.api.listen(
+        pb.ListenRequest(resource_id=f"room-{n}", after=bench.cursor), bench.context())],
+}
+
+# How many transactions each situation commits when nothing fails (one per change; the rest 0)
+TRANSACTIONS = {"define_resource: raise a pool's capacity": 3, "sweep_expired": 2}  # + a bucket each; a tenant each
+CHANGES = {"reserve", "reserve over an expired hold", "reserve in a pool", "confirm a hold", "update", "cancel",
+           "cancel in a pool", "reschedule", "reschedule to another resource", "reschedule in a pool",
+           "define_resource", "delete_resource"}
+
+SITUATIONS = {
+    "reserve": _reserve,
+    "reserve over an expired hold": _reserve_over_an_expired_hold,
+    "reserve in a pool": _pool_reserve,
+    "confirm a hold": _confirm_a_hold,
+    "update": _update,
+    "cancel": _cancel,
+    "cancel in a pool": lambda bench, n: _cancel(bench, n, pool=True),
+    "reschedule": _reschedule,
+    "reschedule to another resource": lambda bench, n: _reschedule(bench, n, to="other"),
+    "reschedule in a pool": lambda bench, n: _reschedule(bench, n, pool=True),
+    "define_resource": _define,
+    "define_resource: raise a pool's capacity": _raise_a_pools_capacity,
+    "delete_resource": _delete_resource,
+    "sweep_expired": _sweep,
+    **{name: _read(call) for name, call in READS.items()},
+}
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.setattr(service_module, "_backoff", lambda attempt: None)  # retries at once: no sleeps
+    with moto_table() as client:
+        yield Bench(client)
+
+
+def _recorded(bench: Bench, situation) -> list:
+    """The labels of the calls the situation's act makes when nothing fails (from a real run)."""
+    case = situation(bench, "counted")
+    faulty = FaultyClient(bench.client)
+    bench.store.client = faulty
+    try:
+        case.act()
+    finally:
+        bench.store.client = bench.client
+        bench.wipe()
+    occurrences = collections.Counter()
+    calls = []
+    for name in faulty.made:
+        occurrences[name] += 1
+        calls.append((name, occurrences[name]))
+    return calls
+
+
+def _outcome(call, scheduled: bool = False) -> tuple:
+    try:
+        answer = call()
+        if hasattr(answer, "trailers"):
+            answer = list(answer)
+        return "ok", answer
+    except ServiceError as error:
+        return error.code.value, error
+    except StorageUnavailable as error:
+        if not scheduled:
+            return "crash", error
+        # the sweep is a scheduled function: it fails, and runs again a minute later
+        return "unavailable", ServiceError(Code.UNAVAILABLE, repr(error))
+    except Exception as error:  # noqa: BLE001 - a caller would get INTERNAL
+        return "crash", error
+
+
+def _one_attempt(bench: Bench, situation, n: str, at: tuple, fault: str) -> list:
+    """Run the situation with call `at` failing as `fault`; the problems seen."""
+    problems = []
+    bench.wipe()
+    case = situation(bench, n)
+    before = bench.state()
+    cursors = bench.cursors()
+    faulty = FaultyClient(bench.client, at, fault)
+    bench.store.client = faulty
+    try:
+        code, answer = _outcome(case.act, case.scheduled)
+    finally:
+        bench.store.client = bench.client
+    if (at[0], at[1]) not in [(name, count) for name, count in
+                              zip(faulty.made, _occurrences(faulty.made))]:
+        problems.append(f"the call {at} was not made this time: {faulty.made}")
+    after_act = bench.state()
+    if code == "crash":
+        problems.append(f"escaped as INTERNAL: {answer!r}")
+    elif code in RETRYABLE:
+        if after_act != before:
+            problems.append(f"answered {code} ({answer.message}) but something changed")
+    elif code == "unknown" and case.resource:
+        if case.resource not in answer.message:
+            problems.append(f"UNKNOWN not naming the resource: {answer.message}")
+    elif code == "unknown":
+        details = error_details(answer)
+        named = details[0].reservation_id if details and isinstance(details[0], pb.OutcomeUnknown) else ""
+        if not named or (case.target and named != case.target):
+            problems.append(f"UNKNOWN without the reservation in its detail: {details}")
+        if named and not case.target and after_act != before and \
+                not any(named in state["reservations"] for state in after_act.values()):
+            problems.append("UNKNOWN naming a reservation that was not made, yet something changed")
+    elif code != "ok":
+        problems.append(f"answered {code}: {answer.message}")
+    found = check(bench.client, TABLE, now_ns=bench.clock.now)
+    if found:
+        problems.append(f"checker after the call: {found}")
+    again_code, again = _outcome(case.again)
+    if again_code != "ok" and again_code not in case.again_may_be:
+        problems.append(f"the retry answered {again_code}: {again}")
+    else:
         try:
-            _scenario(api, method, str(uuid.uuid4()) if method == "reserve" else existing.id)
+            case.check(again if again_code == "ok" else None)
+            if code == "ok" and again_code == "ok" and isinstance(answer, pb.Reservation) and answer.id != again.id:
+                problems.append("the retry answered another reservation than the call")
+        except AssertionError as error:
+            problems.append(f"end state: {error}")
+    found = check(bench.client, TABLE, now_ns=bench.clock.now)
+    if found:
+        problems.append(f"checker after the retry: {found}")
+    after = bench.state()
+    for tenant in TENANTS:
+        events, _ = bench.feed(tenant, cursors[tenant])
+        rebuilt, wrong = replay(events, before[tenant])
+        problems += [f"feed of {tenant}: {problem}" for problem in wrong]
+        if rebuilt != after[tenant]:
+            problems.append(f"feed of {tenant}: replayed over the state before, it does not give the state after "
+                            f"({len(events)} events)")
+    return problems
+
+
+def _occurrences(names: list) -> list:
+    seen = collections.Counter()
+    numbers = []
+    for name in names:
+        seen[name] += 1
+        numbers.append(seen[name])
+    return numbers
+
+
+def on_a_fresh_thread(work):
+    """Run `work` on a thread of its own: under pytest's deep stack moto is many times slower."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = work()
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            result["error"] = error
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.parametrize("name", list(SITUATIONS))
+def test_every_call_can_fail_in_every_way(bench, name):
+    situation = SITUATIONS[name]
+
+    def attempts():
+        calls = _recorded(bench, situation)
+        problems = []
+        for number, at in enumerate(calls):
+            for fault in faults_at(calls, number):
+                n = uuid.uuid4().hex[:8]
+                problems += [f"{at[0]} #{at[1]}, {fault}: {problem}"
+                             for problem in _one_attempt(bench, situation, n, at, fault)]
+        return calls, problems
+    calls, problems = on_a_fresh_thread(attempts)
+    assert calls, f"{name} made no DynamoDB call"
+    transactions = sum(1 for call, _ in calls if call == WRITE)
+    assert transactions == TRANSACTIONS.get(name, 1 if name in CHANGES else 0), calls
+    assert not problems, f"{name} (calls {calls}):\n" + "\n".join(problems)
+
+
+def test_every_rpc_and_the_sweep_is_covered():
+    from chalicelib.api import METHODS
+
+    covered = {name.split(" ")[0].split(":")[0] for name in SITUATIONS}
+    assert set(METHODS) <= covered | {"reserve"}, set(METHODS) - covered
+    assert "sweep_expired" in covered
+
+
+# ---- issue 12: the transaction commits, its answer is lost, and the re-read fails -----------------------
+
+
+@pytest.mark.parametrize("request_id", ["req-phantom", ""])
+def test_reserve_whose_answer_is_lost_and_reread_fails_answers_unknown_with_the_id(bench, request_id):
+    bench.store.client = FaultyClient(bench.client, (WRITE, 1), PHANTOM)
+    try:
+        with pytest.raises(ServiceError) as raised:
+            bench.reserve("room-phantom", 0, 30, request_id=request_id)
+    finally:
+        bench.store.client = bench.client
+    error = raised.value
+    assert error.code.value == "unknown", error.message  # never "unavailable ... retry"
+    [detail] = error_details(error)
+    assert isinstance(detail, pb.OutcomeUnknown) and detail.request_id == request_id
+    made = bench.get(detail.reservation_id)
+    assert made is not None and (made.resource_id, made.start, made.end) == ("room-phantom", stamp(0), stamp(30))
+    assert detail.reservation_id in error.message
+    assert check(bench.client, TABLE, now_ns=bench.clock.now) == []
+    if request_id:  # the retry the message suggests returns the same reservation
+        assert bench.reserve("room-phantom", 0, 30, request_id=request_id).id == made.id
+    else:  # a retry without one conflicts, naming the caller's own reservation, which it now knows
+        with pytest.raises(ServiceError) as conflict:
+            bench.reserve("room-phantom", 0, 30)
+        assert detail.reservation_id in conflict.value.message
+    assert [r.id for r in bench.listed("room-phantom")] == [made.id]
+
+
+def test_the_phantom_sequence_on_the_wire_carries_the_id_to_the_python_client(bench):
+    """The same over Connect: HTTP 500 with code unknown and an OutcomeUnknown detail that
+    rsvp.client reads into `maybe_made`."""
+    request = pb.ReserveRequest(reservation=reservation(resource="room-wire", user="u", start=0, end=30),
+                                request_id="req-wire")
+    bench.store.client = FaultyClient(bench.client, (WRITE, 1), PHANTOM)
+    try:
+        answer = connect.handle(bench.api, "reserve", "POST", {"content-type": "application/proto"},
+                                request.SerializeToString(), None)
+    finally:
+        bench.store.client = bench.client
+    error = _error_of(answer.status, answer.body)
+    assert error.code == "unknown" and error.maybe_made, (answer.status, answer.body)
+    assert bench.get(error.maybe_made).resource_id == "room-wire"
+    assert bench.reserve("room-wire", 0, 30, request_id="req-wire").id == error.maybe_made
+
+
+# ---- resource definitions under faults ----------------------------------------------------------------
+
+
+def _raise_capacity_with(bench: Bench, at: tuple, fault: str) -> tuple:
+    """A pool of 2 full at [0, 60) (and one more bucket); its capacity raised to 4 with call `at`
+    failing as `fault`, then retried by the caller: (first answer's code, retry's code)."""
+    bench.pool("lot", capacity=2)
+    bench.reserve("lot", 0, 60, units=2)
+    bench.reserve("lot", 60 * 7, 60 * 8, units=1)
+    bench.store.client = FaultyClient(bench.client, at, fault)
+    try:
+        first, _ = _outcome(lambda: bench.pool("lot", capacity=4))
+    finally:
+        bench.store.client = bench.client
+    again, _ = _outcome(lambda: bench.pool("lot", capacity=4))
+    return first, again
+
+
+# BUG: define_resource writes a pool's new capacity in the definition first and gives the buckets the
+# new `cap` afterwards, in the same call only. When that call does not get that far (the definition
+# transaction's answer lost or retried against itself, or the read of the buckets failing after it),
+# the definition says 4 while the buckets keep cap 2; the caller's retry finds the definition already
+# as asked and returns at once. The acknowledged capacity is never usable in those buckets (a
+# reserve is held to min(bucket cap, capacity)), and ops.checker does not notice.
+@pytest.mark.parametrize("at,fault", [((WRITE, 1), LOST), ((WRITE, 1), RETRIED),
+                                      (("query table pk B#", 2), "throttled")])
+def test_raising_a_pools_capacity_under_a_fault_then_retrying_makes_the_new_capacity_usable(bench, at, fault):
+    first, again = on_a_fresh_thread(lambda: _raise_capacity_with(bench, at, fault))
+    assert first in {"ok", "unavailable", "unknown"} and again == "ok", (first, again)
+    assert bench.api.get_resource(pb.GetResourceRequest(id="lot"), bench.context()).resource.capacity == 4
+    bench.reserve("lot", 0, 60, units=2)  # 2 + 2 <= 4: refused today, the bucket still has cap 2
+
+
+# BUG: ResourceService._recap takes any failure of a bucket's update (throttled, 5xx, time-out,
+# transaction conflict, a lost answer) for "reservations made meanwhile do not fit": it undoes the
+# change and answers FAILED_PRECONDITION "... do not fit 4; the capacity stays 2", though nothing was
+# booked meanwhile. The caller is told a false reason and that retrying cannot help.
+@pytest.mark.parametrize("fault", ["throttled", "server error", "transaction conflict", LOST])
+def test_a_failing_bucket_update_of_a_capacity_change_is_not_called_a_misfit(bench, fault):
+    first, again = on_a_fresh_thread(lambda: _raise_capacity_with(bench, (WRITE, 2), fault))
+    assert first in RETRYABLE | {"ok", "unknown"}, first  # today: failed_precondition
+
+
+# BUG: when the storage keeps failing after a capacity change's first bucket update was lost,
+# _undo_capacity's own commits raise OutcomeUnknown out of define_resource: the caller gets INTERNAL,
+# and the definition and the buckets are left with different capacities.
+def test_a_capacity_change_whose_undo_fails_answers_a_code_not_internal(bench):
+    first, _ = on_a_fresh_thread(lambda: _raise_capacity_with(bench, (WRITE, 2), PHANTOM))
+    assert first in RETRYABLE | {"unknown"}, first  # today: crash (INTERNAL)
+
+
+# BUG: define_resource whose transaction committed but whose answer was lost, then whose re-read
+# failed, answers UNAVAILABLE "storage is temporarily unavailable; retry", which a caller takes for
+# "nothing happened" (issue 12); delete_resource answers UNKNOWN there.
+def test_define_whose_answer_is_lost_and_reread_fails_does_not_say_unavailable(bench):
+    bench.store.client = FaultyClient(bench.client, (WRITE, 1), PHANTOM)
+    try:
+        code, answer = _outcome(lambda: bench.define("room-defined", name="new"))
+    finally:
+        bench.store.client = bench.client
+    assert bench.api.get_resource(pb.GetResourceRequest(id="room-defined"), bench.context()).resource.name == "new"
+    assert code in {"ok", "unknown"}, (code, answer)
+
+
+def test_delete_whose_answer_is_lost_is_deleted_once_and_answered(bench):
+    """(fixed in ResourceService.delete: it answered INTERNAL, or not_found after a retried write)"""
+    for number, fault in enumerate(["timeout", LOST, RETRIED]):
+        bench.define(f"room-{number}", name="x")
+        bench.store.client = FaultyClient(bench.client, (WRITE, 1), fault)
+        try:
+            deleted = bench.api.delete_resource(pb.DeleteResourceRequest(id=f"room-{number}"), bench.context())
         finally:
-            store.client = real
-        assert counting.calls == CALLS[method], method
+            bench.store.client = bench.client
+        assert deleted.resource.name == "x"
+        kinds = [pb.ChangeKind.Name(e.kind) for e in bench.api.changes(
+            pb.ChangesRequest(resource_id=f"room-{number}"), bench.context()).events]
+        assert kinds == ["RESOURCE_DEFINED", "RESOURCE_DELETED"], (fault, kinds)
