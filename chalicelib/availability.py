@@ -13,6 +13,7 @@ duration, notice, horizon, capacity) is applied the same way.
 
 import dataclasses
 import heapq
+import re
 import time
 from typing import Callable, Optional
 
@@ -28,7 +29,8 @@ MAX_RESOURCES = 100
 MAX_WINDOW_NS = 92 * DAY_NS
 SEARCH_STEP_NS = 5 * MINUTE_NS  # candidate starts of a resource without a step
 ITEM_BUDGET = 5000  # bookings read per resource and call
-NOTICE_MARGIN_NS = 1_000_000_000  # a slot must still meet min_notice a moment after it is found
+NOTICE_MARGIN_NS = 1_000_000_000
+SLOT_POSITION = re.compile(r"\d{21}#.+")  # a page of slots ends at (start, resource id)  # a slot must still meet min_notice a moment after it is found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +227,7 @@ class AvailabilityService:
         size = page_size_of(limit, "limit")
         digest = paging.query_digest("slots", tenant, sorted(resource_ids), sorted(labels.items()), start, end,
                                      duration, units)
-        after = paging.decode(page_token, digest) if page_token else ""
+        after = paging.decode(page_token, digest, position=SLOT_POSITION) if page_token else ""
         resume = int(after.split("#", 1)[0]) + MIN_NS if after else start
         now = self.clock()
         subjects = self._subjects(tenant, resource_ids, labels)

@@ -96,7 +96,8 @@ class JsonCodec:
 
     @staticmethod
     def encode(message) -> bytes:
-        return json_format.MessageToJson(message, indent=None).encode()
+        """UTF-8, not \\u escapes: a page of non-ASCII notes stays the size the page budget counts."""
+        return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
 
 
 UNARY_CODECS = {"application/proto": ProtoCodec, "application/json": JsonCodec}

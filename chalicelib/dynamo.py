@@ -199,7 +199,7 @@ class DynamoStore:
                                           ":low": {"S": layout.BOOKING_PREFIX + low_key},
                                           ":high": {"S": layout.BOOKING_PREFIX + high_key}},
         }
-        return (layout.booking_from(item) for item in self._items(self.client.query, arguments))
+        return (layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100)))
 
     def bookings_of_user(self, tenant: str, user_id: str, low_key: str, high_key: str, descending: bool,
                          chunk: int) -> Iterator[Booking]:
@@ -218,7 +218,8 @@ class DynamoStore:
             "ExpressionAttributeValues": {":partition": {"S": partition}, ":low": {"S": low_key},
                                           ":high": {"S": high_key}},
         }
-        return (layout.booking_from(item) for item in self._items(self.client.query, arguments))
+        # the first call reads what a page needs; a selective filter reads on in bigger calls
+        return (layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100)))
 
     def read_buckets(self, tenant: str, resource_id: str, shape: Shape, first: int, last: int) -> list:
         """A pool's buckets first..last (those that exist), strongly consistent."""
@@ -267,7 +268,8 @@ class DynamoStore:
                     yield layout.tenant_of(entry["pk"]["S"]), layout.booking_from(item)
 
     def _items(self, operation, arguments: dict, later_limit: int = 0):
-        """Every item of a Query, read one page (round trip) at a time, as they are consumed."""
+        """Every item of a Query, read one page (round trip) at a time, as they are consumed; pages after
+        the first read `later_limit` items (a caller that reads on was selective)."""
         while True:
             answer = self._read(operation, arguments)
             yield from answer["Items"]

@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import os
+import re
 
 from .errors import Code, ServiceError, invalid
 
@@ -54,8 +55,11 @@ def encode(position: str, digest: str) -> str:
     return base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
 
 
-def decode(token: str, digest: str, field: str = "page_token") -> str:
-    """The position a token holds, if it is genuine and belongs to this query."""
+POSITION = re.compile(r"\d{21}(#.+)?")  # a start_key or event key (bound): time zero-padded, then an id
+
+
+def decode(token: str, digest: str, field: str = "page_token", position=POSITION) -> str:
+    """The position a token holds, if it is genuine, belongs to this query and has the shape it makes."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (ValueError, TypeError):
@@ -71,4 +75,6 @@ def decode(token: str, digest: str, field: str = "page_token") -> str:
         raise invalid(field, "malformed")
     if fields["q"] != digest:
         raise invalid(field, "belongs to a different query")
+    if position is not None and not position.fullmatch(fields["p"]):
+        raise invalid(field, "malformed")
     return fields["p"]

@@ -28,8 +28,10 @@ from .ports import StorageUnavailable, Store
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 READ_BUDGET = 2000  # items examined per page
-ANSWER_BUDGET = 4 * 1024 * 1024  # bytes of reservations per page (Lambda answers at most 6 MB)
-RESERVATION_OVERHEAD = 200  # bytes of a reservation besides its ids and note, as encoded
+# Bytes of reservations per page. Lambda answers at most 6 MB, and API Gateway's binary answers travel
+# base64-encoded (4/3): 3 MB of page, counted as below, stays under it whatever the encoding.
+ANSWER_BUDGET = 3 * 1024 * 1024
+RESERVATION_OVERHEAD = 300  # bytes of a reservation besides its texts, as JSON
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +73,10 @@ def page_size_of(requested: int, field: str = "page_size") -> int:
 
 
 def answer_size(reservation: Reservation) -> int:
-    return (RESERVATION_OVERHEAD + len(reservation.id) + len(reservation.user_id.encode())
-            + len(reservation.resource_id.encode()) + len(reservation.note.encode()))
+    """An upper bound of its encoded size: its texts' UTF-8 bytes twice (JSON escapes " and \\ as two)."""
+    texts = len(reservation.id) + len(reservation.user_id.encode()) + len(reservation.resource_id.encode()) + len(
+        reservation.note.encode())
+    return RESERVATION_OVERHEAD + 2 * texts
 
 
 def run_query(store: Store, spec: QuerySpec, now_ns: int, pool_lookback_ns=None) -> Page:

@@ -200,7 +200,7 @@ class ResourceService:
         """(resources in id order, next page token) of the tenant's defined resources carrying `labels`."""
         size = page_size_of(page_size)
         digest = paging.query_digest("resources", tenant, sorted(labels.items()))
-        after = paging.decode(page_token, digest) if page_token else ""
+        after = paging.decode(page_token, digest, position=None) if page_token else ""
         found = []
         try:
             for stored in self.store.list_definitions(tenant, after, labels, size + 1):

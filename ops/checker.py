@@ -66,12 +66,17 @@ class Table:
         tenant = layout.tenant_of(pk)
         if kind == "reservation":
             booking = layout.booking_from(item)
+            if pk != layout.reservation_key(tenant, booking.reservation.id)["pk"]["S"]:
+                self.problems.append(f"twin: the reservation item {pk} holds reservation {booking.reservation.id}")
+                return
             self.reservations[(tenant, booking.reservation.id)] = (booking, item)
         elif kind == "booking":
             booking = layout.booking_from(item)
             self.bookings[(tenant, booking.reservation.id)] = (booking, item)
         elif kind == "definition":
             self.definitions[(tenant, layout.resource_of(pk))] = layout.definition_from(item)
+            if item.get("dk", {}).get("S", tenant) != tenant:
+                self.problems.append(f"tenant: definition {pk} is listed for tenant {item['dk']['S']}")
         elif kind == "bucket":
             self.buckets[(tenant, layout.resource_of(pk), layout.bucket_index_of(item["sk"]["S"]))] = item
         elif kind in ("user", "tenant"):
@@ -130,7 +135,8 @@ def _keys(seen: Table) -> list:
         if bool(is_hold) != ("hk" in item):
             problems.append(f"index: booking {reservation_id} {'lacks' if is_hold else 'has'} hold index keys")
     for (tenant, _), (event, item) in seen.events.items():
-        if item.get("etk", {}).get("S", tenant) != tenant:
+        if item.get("etk", {}).get("S", tenant) != tenant or \
+                not item.get("euk", {}).get("S", tenant + "#").startswith(tenant + "#"):
             problems.append(f"tenant: event {event.event_id} is filed under tenant {tenant} but indexed for another")
     return problems
 
@@ -140,6 +146,8 @@ def _overlaps_and_capacity(seen: Table) -> list:
     by_resource = collections.defaultdict(list)
     for (tenant, _), (booking, _) in seen.bookings.items():
         by_resource[(tenant, booking.reservation.resource_id)].append(booking)
+    for tenant, resource_id, _ in seen.buckets:  # a pool's counters are checked even with no booking left
+        by_resource[(tenant, resource_id)]
     for (tenant, resource_id), listed in by_resource.items():
         definition = seen.definitions.get((tenant, resource_id))
         shape = definition.shape if definition is not None else layout.Shape()
