@@ -224,7 +224,10 @@ class ReservationService:
             try:
                 self._commit(plan)
                 return booking.reservation
-            except StaleWrite:
+            except StaleWrite as stale:
+                # a new id's booking can only exist already if this very write was applied and then
+                # retried (botocore retries a timed-out call): find out as after a lost answer
+                maybe_written = maybe_written or "booking" in stale.kinds
                 _backoff(attempt)
             except OutcomeUnknown:
                 maybe_written = True

@@ -294,6 +294,29 @@ def _reserve(bench: Bench, n: str) -> Case:
     return Case(act, act, check)
 
 
+def _reserve_without_request_id(bench: Bench, n: str) -> Case:
+    """No retry is safe without a request id: what the answer said must be what happened."""
+    resource = f"room-{n}"
+    bench.reserve(resource, 0, 30)
+    answered, maybe = [], []
+
+    def act():
+        try:
+            answered.append(bench.reserve(resource, 60, 90))
+        except ServiceError as error:
+            maybe.extend(detail.reservation_id for detail in error_details(error))
+            raise
+        return answered[0]
+
+    def check(_):
+        made = [r.id for r in bench.listed(resource)][1:]
+        if answered:
+            assert made == [answered[0].id], (answered, made)
+        else:  # after UNKNOWN, the one it names or none; after a retryable code, none
+            assert made in ([], maybe), (maybe, made)
+    return Case(act, lambda: bench.listed(resource), check)
+
+
 def _reserve_over_an_expired_hold(bench: Bench, n: str) -> Case:
     resource, request_id = f"room-{n}", f"req-{n}"
     hold = bench.reserve(resource, 60, 90, hold_minutes=1)
@@ -496,12 +519,13 @@ READS = {
 
 # How many transactions each situation commits when nothing fails (one per change; the rest 0)
 TRANSACTIONS = {"define_resource: raise a pool's capacity": 3, "sweep_expired": 2}  # + a bucket each; a tenant each
-CHANGES = {"reserve", "reserve over an expired hold", "reserve in a pool", "confirm a hold", "update", "cancel",
+CHANGES = {"reserve", "reserve without a request id", "reserve over an expired hold", "reserve in a pool", "confirm a hold", "update", "cancel",
            "cancel in a pool", "reschedule", "reschedule to another resource", "reschedule in a pool",
            "define_resource", "delete_resource"}
 
 SITUATIONS = {
     "reserve": _reserve,
+    "reserve without a request id": _reserve_without_request_id,
     "reserve over an expired hold": _reserve_over_an_expired_hold,
     "reserve in a pool": _pool_reserve,
     "confirm a hold": _confirm_a_hold,
@@ -605,7 +629,8 @@ def _one_attempt(bench: Bench, situation, n: str, at: tuple, fault: str) -> list
     else:
         try:
             case.check(again if again_code == "ok" else None)
-            if code == "ok" and again_code == "ok" and isinstance(answer, pb.Reservation) and answer.id != again.id:
+            if code == "ok" and again_code == "ok" and isinstance(answer, pb.Reservation) and \
+                    isinstance(again, pb.Reservation) and answer.id != again.id:
                 problems.append("the retry answered another reservation than the call")
         except AssertionError as error:
             problems.append(f"end state: {error}")
