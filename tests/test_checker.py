@@ -355,10 +355,9 @@ def test_an_event_that_tells_another_state_is_reported(table):
 
 
 def test_units_still_counted_in_a_pool_without_bookings_are_reported(table):
-    # BUG: ops/checker.py compares a pool's counters with its bookings only for resources that still have a
-    # booking: when the last booking of a pool disappears without giving its units back (docs/storage.md: "for a
-    # pool a TTL deletion leaves the hold's units counted ... until an operator repairs it"), the counters that
-    # stay are never reported.
+    """When the last booking of a pool disappears without giving its units back (docs/storage.md: "for a pool a
+    TTL deletion leaves the hold's units counted ... until an operator repairs it"), the counters that stay are
+    reported (the checker once compared counters only for resources that still had a booking)."""
     small = stored(table, "small")  # the only booking of lot2, 1 unit at 09:00-10:00
     delete(table, layout.reservation_key("team-b", small.reservation.id),
            layout.booking_key("team-b", small.reservation))
@@ -377,10 +376,9 @@ def test_a_pool_counter_without_bookings_is_reported_where_the_pool_has_others(t
 
 
 def test_index_keys_of_definitions_and_events_that_name_another_tenant_are_reported(table):
-    # BUG: the checker's tenant check ("an item's keys, index keys and fields all name the same tenant") looks at
-    # bookings (uk, tk) and at events' etk only: a definition whose dk names another tenant (it is then listed by
-    # that tenant's list_resources and availability by labels) and an event whose euk names a user of another
-    # tenant (it is then in that user's change feed) are not reported.
+    """A definition whose dk names another tenant is listed by that tenant's list_resources and availability by
+    labels; an event whose euk names a user of another tenant is in that user's change feed (the tenant check
+    once looked at bookings' uk and tk and events' etk only)."""
     client = table["client"]
     definition = client.get_item(TableName=TABLE, Key=layout.definition_key("team-b", "room"))["Item"]
     put(table, {**definition, "dk": {"S": DEFAULT_TENANT}})
@@ -394,9 +392,8 @@ def test_index_keys_of_definitions_and_events_that_name_another_tenant_are_repor
 
 
 def test_a_reservation_item_under_another_id_is_reported(table):
-    # BUG: reservation items are matched to their bookings by the id they carry, never by their key: a copy of a
-    # reservation item under another reservation's key (get of that id answers someone else's reservation) is
-    # not reported.
+    """A copy of a reservation item under another reservation's key (get of that id answers someone else's
+    reservation) is reported (items were once matched to their bookings by the id they carry only)."""
     booking = stored(table, "hold")
     put(table, {**layout.reservation_item("team-b", booking),
                 **layout.reservation_key("team-b", "00000000-0000-4000-8000-000000000003")})

@@ -292,11 +292,8 @@ def test_read_cost_follows_the_page_not_the_history():
 
 @pytest.mark.parametrize("filters", [dict(resource_id="big"), dict(user_id="user0"), {}])
 def test_a_selective_filter_reads_its_page_in_few_round_trips(filters):
-    # BUG: a page of a selective filter reads page_size + 1 items per DynamoDB Query, every time: status BLOCKED
-    # (no match) with page size 1 over 300 reservations makes 150 Query calls; over 3,000 it makes 1,000 for the
-    # first page (the read budget of 2,000 items) and 500 for the second: the 1,500 calls of issue 12.
-    # chalicelib.dynamo.DynamoStore.bookings and _in_index read later pages with the same Limit (as
-    # _overlapping does not: later_limit=100).
+    """Issue 12's 1,500 calls: a page of status BLOCKED (no match) with page size 1 read page_size + 1 items
+    per Query, 150 calls for 300 reservations, until later calls of a store read read on by 100."""
     with moto_table() as dynamodb:
         start = int(BASE_TIME.timestamp()) * 10**9
         bulk.load(dynamodb, TABLE, bulk.items_of(bulk.back_to_back("big", 300, start, 10**9)))
@@ -311,12 +308,12 @@ def test_a_selective_filter_reads_its_page_in_few_round_trips(filters):
 LAMBDA_ANSWER_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's answer, as API Gateway gets it
 
 
-@pytest.mark.parametrize("codec,note", [("proto", "😀" * 4096), ("json", "a" * 4096), ("json", "é" * 4096)])
+@pytest.mark.parametrize("codec,note", [("proto", "😀" * 4096), ("json", "a" * 4096), ("json", "é" * 4096),
+                                        ("json", '"' * 4096), ("json", "\\" * 4096)])
 def test_a_page_of_long_notes_fits_in_a_lambda_answer(codec, note):
-    # BUG: the answer budget of a page (chalicelib.query.answer_size, 4 MB) counts a note's UTF-8 bytes, but the
-    # JSON answer escapes every non-ASCII character (\u00e9: 6 bytes for 2) and the Lambda answer carries the
-    # body base64-encoded (4/3): a JSON page of 498 reservations with notes of 4,096 "é" is a 16 MB Lambda
-    # answer, which Lambda refuses (API Gateway answers 502). Proto and ASCII JSON pages fit.
+    """A page ends early by its answer budget so that the Lambda answer (the body base64-encoded, 4/3) stays
+    under 6 MB whatever the codec and the characters: a JSON page of 498 reservations with notes of 4,096 "é"
+    was a 16 MB answer while the budget counted UTF-8 bytes and the JSON codec escaped them."""
     with moto_table() as dynamodb:
         start = int(BASE_TIME.timestamp()) * 10**9
         bookings = [dataclasses.replace(b, reservation=dataclasses.replace(b.reservation, note=note))
