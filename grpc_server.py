@@ -6,8 +6,11 @@ codes (conflict details as rich status details: google.rpc.Status with
 reservation.ReservationConflict in an Any), and the server streams onto true
 gRPC streams: Query's next page token is in the trailing metadata
 "next-page-token"; `listen` stays open, sending events as they happen, until
-the client goes away. With health checking (grpc.health.v1) and server
-reflection. The tenant comes from the `x-tenant-id` metadata only where
+the client goes away. An open `listen` keeps a thread of its own: at most
+MAX_LISTENERS are open at once (one more is refused with RESOURCE_EXHAUSTED),
+on threads beside the `workers` that serve every other call, so listeners
+never leave other calls waiting. With health checking (grpc.health.v1) and
+server reflection. The tenant comes from the `x-tenant-id` metadata only where
 TENANT_SOURCE=header (make serve); see chalicelib.tenancy.
 
     python grpc_server.py [--port 50051] [--workers 8]
@@ -40,6 +43,7 @@ SHUTDOWN_GRACE_SECONDS = 10
 # grpcio spells CANCELED with two Ls; every other name is the same
 GRPC_CODES = {code: getattr(grpc.StatusCode, "CANCELLED" if code is Code.CANCELED else code.name).value[0]
               for code in Code}
+MAX_LISTENERS = 64  # open `listen` streams, each on a thread of its own beside the workers
 MAX_DETAILS_BYTES = 8 * 1024  # rich details travel in a trailer; gRPC refuses metadata past 16 KiB
 # grpcio sets SO_REUSEPORT by default: a second server on a busy port would bind it too, and
 # clients would land on either process at random. A busy port must be an error instead.
@@ -92,7 +96,9 @@ def _abort(context, failure: Exception) -> None:
     context.abort_with_status(_status_of(error))
 
 
-def _handler(api: ReservationApi, method) -> grpc.RpcMethodHandler:
+def _handler(api: ReservationApi, method, places: threading.BoundedSemaphore = None,
+             limit: int = 0) -> grpc.RpcMethodHandler:
+    """The grpcio handler of one method; a stream that stays open (listen) first takes one of `limit` places."""
     decode, encode = method.request_type.FromString, method.response_type.SerializeToString
     if not method.server_streaming:
         def unary(request, context):
@@ -111,17 +117,36 @@ def _handler(api: ReservationApi, method) -> grpc.RpcMethodHandler:
             _abort(context, failure)
         context.set_trailing_metadata(tuple(reply.trailers.items()))
 
+    def open_stream(request, context):
+        if not places.acquire(blocking=False):
+            _abort(context, ServiceError(Code.RESOURCE_EXHAUSTED, f"too many open {method.name} streams "
+                                                                  f"({limit}); retry later"))
+        try:
+            yield from stream(request, context)
+        finally:
+            places.release()
+
+    if places is not None:
+        return grpc.unary_stream_rpc_method_handler(open_stream, request_deserializer=decode,
+                                                    response_serializer=encode)
+
     return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=decode, response_serializer=encode)
 
 
-def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8):
-    """A started server; returns (server, bound port). PortUnavailable if the port cannot be bound."""
+def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8,
+                 listeners: int = MAX_LISTENERS):
+    """A started server; returns (server, bound port). PortUnavailable if the port cannot be bound.
+    `workers` threads serve the calls, and up to `listeners` more the open `listen` streams."""
     problem = bind_problem(host, port)
     if problem:
         raise PortUnavailable(f"gRPC port {port} is {problem}")
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
+    # listeners never take more than `listeners` threads: `workers` are always left for the other calls
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers + listeners),
+                         options=SERVER_OPTIONS)
+    places = threading.BoundedSemaphore(listeners)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE_NAME, {name: _handler(api, method) for name, method in METHODS.items()}),))
+        SERVICE_NAME, {name: _handler(api, method, places if name == "listen" else None, listeners)
+                       for name, method in METHODS.items()}),))
     health_servicer = health.HealthServicer()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -156,7 +181,7 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")),
                         help="gRPC port (default $GRPC_PORT or 50051)")
-    parser.add_argument("--workers", type=int, default=8, help="threads serving calls (default 8)")
+    parser.add_argument("--workers", type=int, default=8, help="threads serving calls other than listen (default 8)")
     options = parser.parse_args(argv)
     try:
         server, port = build_server(default_api(), options.host, options.port, options.workers)
