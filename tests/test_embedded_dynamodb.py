@@ -26,9 +26,9 @@ def _table() -> Table:
     return dynamodb_backends["123456789012"]["us-east-1"].get_table(TABLE)
 
 
-def _by_resource(client, resource: str) -> list:
-    return client.query(TableName=TABLE, IndexName="by_resource", KeyConditionExpression="resource_id = :r",
-                        ExpressionAttributeValues={":r": {"S": resource}})["Items"]
+def _by_user(client, user: str) -> list:
+    return client.query(TableName=TABLE, IndexName="by_user", KeyConditionExpression="uk = :u",
+                        ExpressionAttributeValues={":u": {"S": user}})["Items"]
 
 
 def _streams():
@@ -45,18 +45,18 @@ def _stream_records(client) -> list:
 
 
 def test_a_transaction_whose_last_action_fails_leaves_every_item_as_before(dynamodb):
-    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", resource_id="room", start_key="2", note="b"),
+    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", uk="room", start_key="2", note="b"),
                                              "ver": {"N": "1"}})
-    dynamodb.put_item(TableName=TABLE, Item=_item("C", "C", resource_id="room", start_key="3"))
+    dynamodb.put_item(TableName=TABLE, Item=_item("C", "C", uk="room", start_key="3"))
     dynamodb.put_item(TableName=TABLE, Item={**_item("D", "D"), "ver": {"N": "7"}})
-    before, indexed_before, records_before = scan_all(dynamodb), _by_resource(dynamodb, "room"), _stream_records(dynamodb)
+    before, indexed_before, records_before = scan_all(dynamodb), _by_user(dynamodb, "room"), _stream_records(dynamodb)
 
     with pytest.raises(dynamodb.exceptions.TransactionCanceledException) as cancelled:
         dynamodb.transact_write_items(TransactItems=[
-            {"Put": {"TableName": TABLE, "Item": _item("A", "A", resource_id="room", start_key="1"),
+            {"Put": {"TableName": TABLE, "Item": _item("A", "A", uk="room", start_key="1"),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": {"TableName": TABLE, "Key": _key("B", "B"),
-                        "UpdateExpression": "SET resource_id = :other, ver = ver + :one REMOVE note",
+                        "UpdateExpression": "SET uk = :other, ver = ver + :one REMOVE note",
                         "ConditionExpression": "ver = :one",
                         "ExpressionAttributeValues": {":other": {"S": "hall"}, ":one": {"N": "1"}}}},
             {"Delete": {"TableName": TABLE, "Key": _key("C", "C")}},
@@ -67,19 +67,19 @@ def test_a_transaction_whose_last_action_fails_leaves_every_item_as_before(dynam
     reasons = [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]]
     assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
     assert scan_all(dynamodb) == before
-    assert _by_resource(dynamodb, "room") == indexed_before and not _by_resource(dynamodb, "hall")
+    assert _by_user(dynamodb, "room") == indexed_before and not _by_user(dynamodb, "hall")
     assert _stream_records(dynamodb) == records_before  # a cancelled transaction leaves no stream record
 
 
 def test_a_transaction_applies_all_of_its_actions(dynamodb):
-    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", resource_id="room", start_key="2"), "ver": {"N": "1"}})
+    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", uk="room", start_key="2"), "ver": {"N": "1"}})
     dynamodb.transact_write_items(TransactItems=[
-        {"Put": {"TableName": TABLE, "Item": _item("A", "A", resource_id="room", start_key="1")}},
-        {"Update": {"TableName": TABLE, "Key": _key("B", "B"), "UpdateExpression": "SET resource_id = :other",
+        {"Put": {"TableName": TABLE, "Item": _item("A", "A", uk="room", start_key="1")}},
+        {"Update": {"TableName": TABLE, "Key": _key("B", "B"), "UpdateExpression": "SET uk = :other",
                     "ExpressionAttributeValues": {":other": {"S": "hall"}}}},
     ])
-    assert [item["pk"]["S"] for item in _by_resource(dynamodb, "room")] == ["A"]
-    assert [item["pk"]["S"] for item in _by_resource(dynamodb, "hall")] == ["B"]
+    assert [item["pk"]["S"] for item in _by_user(dynamodb, "room")] == ["A"]
+    assert [item["pk"]["S"] for item in _by_user(dynamodb, "hall")] == ["B"]
 
 
 def test_two_actions_on_one_item_are_refused_and_change_nothing(dynamodb):
@@ -135,7 +135,7 @@ def test_the_stream_keeps_its_newest_records_within_its_cap(dynamodb, monkeypatc
 def test_no_copy_stays_alive(dynamodb):
     """moto tracked every instance (copies too) and deep-copied the table per transaction action."""
     for n in range(30):
-        dynamodb.put_item(TableName=TABLE, Item={**_item(f"R{n}", "R", resource_id="room", start_key=f"{n:03}"),
+        dynamodb.put_item(TableName=TABLE, Item={**_item(f"R{n}", "R", uk="room", start_key=f"{n:03}"),
                                                  "ver": {"N": "1"}})
     for n in range(30):
         dynamodb.transact_write_items(TransactItems=[
@@ -149,7 +149,7 @@ def test_no_copy_stays_alive(dynamodb):
                 {"ConditionCheck": {"TableName": TABLE, "Key": _key(f"R{n}", "R"),
                                     "ConditionExpression": "attribute_not_exists(pk)"}},
             ])
-        _by_resource(dynamodb, "room")
+        _by_user(dynamodb, "room")
         dynamodb.get_item(TableName=TABLE, Key=_key(f"missing{n}", "M"))
     gc.collect()
     alive = sum(isinstance(thing, Item) for thing in gc.get_objects())
@@ -179,31 +179,51 @@ def _query_both_ways(table: Table, index_name, hash_name, hash_value, range_name
 
 @pytest.mark.parametrize("seed", range(6))
 def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
-    """Random items and Queries (table and index, every range operator, both orders, limits, every page)."""
+    """Random items and Queries (the table, a string-keyed index projecting everything and the number-keyed
+    keys-only `holds` index; every range operator, both orders, limits, every page)."""
     chance = random.Random(seed)
     letters = "abcde"
     for n in range(150):
         item = _item(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}")
         if chance.random() < 0.8:
-            item.update(resource_id={"S": chance.choice(letters)}, start_key={"S": f"k{chance.randrange(10)}"})
+            item.update(uk={"S": chance.choice(letters)}, start_key={"S": f"k{chance.randrange(10)}"})
+        if chance.random() < 0.3:  # numbers sort by value, not as text: 9 < 10 < 100
+            item.update(hk={"S": chance.choice("ab")}, hexp={"N": str(chance.choice([9, 10, 100, 2, 25, 250]))})
         dynamodb.put_item(TableName=TABLE, Item=item)
         if chance.random() < 0.2:
             dynamodb.delete_item(TableName=TABLE, Key=_key(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}"))
         if chance.random() < 0.2:
             dynamodb.update_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
-                                 UpdateExpression="SET resource_id = :r",
+                                 UpdateExpression="SET uk = :r",
                                  ExpressionAttributeValues={":r": {"S": chance.choice(letters)}})
+        if chance.random() < 0.1:
+            dynamodb.update_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
+                                 UpdateExpression="REMOVE hk, hexp")
     table = _table()
-    for _ in range(40):
-        on_index = chance.random() < 0.5
-        index_name, hash_name, range_name, prefix = (
-            ("by_resource", "resource_id", "start_key", "k") if on_index else (None, "pk", "sk", "s"))
-        hash_value = {"S": ("" if on_index else "p") + chance.choice(letters + "z")}
+    answered = set()  # where a Query found something (the comparison must not be of empty answers only)
+    for _ in range(60):
+        where = chance.choice(["table", "by_user", "holds"])
         comparison = chance.choice([None, "=", "<", "<=", ">", ">=", "BETWEEN", "BEGINS_WITH"])
-        bound = [f"{prefix}{chance.randrange(12 if on_index else 42):0{1 if on_index else 2}}" for _ in range(2)]
-        values = {None: [], "BETWEEN": sorted(bound), "BEGINS_WITH": [bound[0][:-1]]}.get(comparison, bound[:1])
+        if where == "holds":
+            index_name, hash_name, range_name = "holds", "hk", "hexp"
+            hash_value = {"S": chance.choice("abz")}
+            comparison = None if comparison == "BEGINS_WITH" else comparison
+            bound = [{"N": str(chance.choice([1, 2, 9, 10, 11, 25, 99, 100, 250, 1000]))} for _ in range(2)]
+            bound.sort(key=lambda value: int(value["N"]))
+        else:
+            index_name, hash_name, range_name, prefix, width = (
+                ("by_user", "uk", "start_key", "k", 1) if where == "by_user" else (None, "pk", "sk", "s", 2))
+            hash_value = {"S": ("" if index_name else "p") + chance.choice(letters + "z")}
+            bound = [{"S": value} for value in sorted(
+                f"{prefix}{chance.randrange(12 if index_name else 42):0{width}}" for _ in range(2))]
+        if comparison == "BEGINS_WITH":
+            values = [{"S": bound[0]["S"][:-1]}]
+        else:
+            values = {None: [], "BETWEEN": bound}.get(comparison, bound[:1])
         limit = chance.choice([None, 1, 2, 3, 7, 50])
         patched, moto = _query_both_ways(table, index_name, hash_name, hash_value, range_name, comparison,
-                                         [DynamoType({"S": value}) for value in values], limit,
-                                         chance.random() < 0.5)
+                                         [DynamoType(value) for value in values], limit, chance.random() < 0.5)
         assert patched == moto, (index_name, hash_value, comparison, values, limit)
+        if any(items for items, _, _ in patched):
+            answered.add(where)
+    assert answered == {"table", "by_user", "holds"}

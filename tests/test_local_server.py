@@ -5,18 +5,21 @@ import pathlib
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from google.protobuf.duration_pb2 import Duration
 
+from chalicelib import layout
 from chalicelib.gen import reservation_pb2 as pb
-from rsvp import checker
-from rsvp.gen.reservation_connect import ReservationServiceClientSync
 from harness.moto import ROOT, scan_all
-from tests.helpers import reservation
+from ops import checker
+from tests.gen.reservation_connect import ReservationServiceClientSync
+from tests.helpers import reservation, stamp
 
 BUF = str(pathlib.Path(sys.executable).parent / "buf")
 
@@ -92,10 +95,19 @@ def test_chunked_request_bodies(local_server):
     assert pb.ReserveResponse.FromString(answer.read()).reservation.id
 
 
+def problems_of(local_server, *resources: str) -> list:
+    """What ops.checker finds wrong about these resources (or their reservations) on make serve's table."""
+    return [problem for problem in checker.check(local_server.dynamodb(), local_server.table)
+            if any(f"resource {resource} " in problem or f"RES#{resource}" in problem for resource in resources)]
+
+
 def test_eight_threads_racing_for_one_window_one_wins(local_server):
-    threads = 8
+    # BUG (now and then): two winners, see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_
+    # cannot_double_book
+    threads, resources = 8, []
     for _ in range(5):
         resource = unique("hot")
+        resources.append(resource)
         barrier = threading.Barrier(threads)
 
         def attempt(user: int):
@@ -112,7 +124,7 @@ def test_eight_threads_racing_for_one_window_one_wins(local_server):
             results = list(pool.map(attempt, range(threads)))
         assert results.count("won") == 1, results
         assert results.count(Code.FAILED_PRECONDITION) == threads - 1, results
-    assert checker.check(local_server.dynamodb(), local_server.table) == []
+    assert problems_of(local_server, *resources) == []
 
 
 def test_eight_threads_with_disjoint_windows_all_win(local_server):
@@ -134,11 +146,203 @@ def test_eight_threads_with_disjoint_windows_all_win(local_server):
         made = [r for batch in pool.map(book, range(threads)) for r in batch]
     assert len({r.id for r in made}) == threads * per_thread
     items = scan_all(local_server.dynamodb(), local_server.table)
-    claims = {}
-    for item in items:
-        if item["pk"]["S"] == f"RES#{resource}":
-            claims.update(item["claims"]["M"])
-    assert set(claims) == {r.id for r in made}
-    stored = [i for i in items if i["sk"]["S"] == "RSV" and i["resource_id"]["S"] == resource]
-    assert len(stored) == threads * per_thread
+    bookings = [layout.booking_from(item).reservation for item in items
+                if layout.kind_of(item) == "booking" and layout.resource_of(item["pk"]["S"]) == resource]
+    stored = [layout.booking_from(item).reservation for item in items
+              if layout.kind_of(item) == "reservation" and item["resource_id"]["S"] == resource]
+    assert sorted(bookings, key=lambda r: r.id) == sorted(stored, key=lambda r: r.id)
+    assert {r.id for r in stored} == {r.id for r in made} and len(stored) == threads * per_thread
+    assert problems_of(local_server, resource) == []
+
+
+@pytest.mark.parametrize("proto_json", [False, True])
+def test_connect_python_client_on_the_rpcs_added_in_v2(local_server, proto_json):
+    resource, pool, tenant = unique("room"), unique("pool"), unique("team")
+    headers = {"x-tenant-id": tenant}
+    hour = Duration(seconds=3600)
+    with ReservationServiceClientSync(local_server.url, proto_json=proto_json) as client:
+        defined = client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
+            id=resource, name="Big room", labels={"kind": "room"}, step=Duration(seconds=1800))),
+            headers=headers).resource
+        assert client.get_resource(pb.GetResourceRequest(id=resource), headers=headers).resource == defined
+        client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
+            id=pool, capacity=2, step=Duration(seconds=900))), headers=headers)
+        assert [r.id for r in client.list_resources(pb.ListResourcesRequest(labels={"kind": "room"}),
+                                                    headers=headers).resources] == [resource]
+        made = client.reserve(pb.ReserveRequest(reservation=reservation(resource=resource)), headers=headers)
+        moved = client.reschedule(pb.RescheduleRequest(id=made.reservation.id, start=stamp(60), end=stamp(120)),
+                                  headers=headers).reservation
+        assert (moved.id, moved.start) == (made.reservation.id, stamp(60))
+        free = client.availability(pb.AvailabilityRequest(resource_ids=[resource], start=stamp(0), end=stamp(180)),
+                                   headers=headers).resources[0]
+        assert [(i.start, i.end) for i in free.busy] == [(stamp(60), stamp(120))]
+        slots = client.find_slots(pb.FindSlotsRequest(resource_ids=[resource], start=stamp(0), end=stamp(180),
+                                                      duration=hour), headers=headers).slots
+        assert [s.start for s in slots] == [stamp(0), stamp(120)]
+        pooled = client.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, units=2)),
+                                headers=headers).reservation
+        with pytest.raises(ConnectError) as raised:
+            client.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, start=30, end=45)),
+                           headers=headers)
+        conflict = pb.ReservationConflict()
+        assert raised.value.code == Code.FAILED_PRECONDITION and raised.value.details[0].Unpack(conflict)
+        assert (conflict.full_window.start, conflict.full_window.end, conflict.units_free) == (stamp(30), stamp(45), 0)
+        deadline, events = time.monotonic() + 5, []
+        while len(events) < 3 and time.monotonic() < deadline:
+            events = client.changes(pb.ChangesRequest(resource_id=resource), headers=headers).events
+            time.sleep(0.1)
+        assert [pb.ChangeKind.Name(e.kind) for e in events] == [
+            "RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_RESCHEDULED"]
+        with pytest.raises(ConnectError) as raised:
+            client.delete_resource(pb.DeleteResourceRequest(id=pool), headers=headers)
+        assert raised.value.code == Code.FAILED_PRECONDITION and pooled.id in raised.value.message
+        client.cancel(pb.CancelRequest(id=pooled.id), headers=headers)
+        deleted = client.delete_resource(pb.DeleteResourceRequest(id=pool), headers=headers).resource
+        assert deleted.id == pool
+        with pytest.raises(ConnectError) as raised:
+            client.get_resource(pb.GetResourceRequest(id=resource))  # the default tenant: not there
+        assert raised.value.code == Code.NOT_FOUND
+
+
+def test_buf_curl_on_the_rpcs_added_in_v2_with_a_tenant_header(local_server):
+    resource, tenant = unique("desk"), unique("team")
+    header = ("-H", f"x-tenant-id: {tenant}")
+    defined = buf_curl(local_server.url, "define_resource", {"resource": {"id": resource, "step": "1800s",
+                                                                          "labels": {"floor": "2"}}}, *header)
+    assert defined.returncode == 0, defined.stderr
+    made = buf_curl(local_server.url, "reserve", {"reservation": {
+        "userId": "carol", "resourceId": resource, "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}},
+        *header)
+    assert made.returncode == 0, made.stderr
+    free = buf_curl(local_server.url, "availability", {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z",
+                                                       "end": "2026-12-01T11:00:00Z"}, *header)
+    assert free.returncode == 0, free.stderr
+    (entry,) = json.loads(free.stdout)["resources"]
+    assert entry["busy"] == [{"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}]
+    other = buf_curl(local_server.url, "availability", {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z",
+                                                        "end": "2026-12-01T11:00:00Z"})
+    assert other.returncode == 0 and json.loads(other.stdout) == {}  # the default tenant has no such resource
+    deadline = time.monotonic() + 5
+    while True:
+        feed = buf_curl(local_server.url, "changes", {"resourceId": resource}, *header)
+        assert feed.returncode == 0, feed.stderr
+        kinds = [event["kind"] for event in json.loads(feed.stdout).get("events", [])]
+        if len(kinds) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert kinds == ["RESOURCE_DEFINED", "RESERVATION_CREATED"]
+
+
+def race(url: str, threads: int, attempt) -> list:
+    """attempt(n, client) in `threads` threads at once; what each returned (a ConnectError's code if it failed)."""
+    barrier = threading.Barrier(threads)
+
+    def one(n: int):
+        with ReservationServiceClientSync(url) as client:
+            barrier.wait()
+            try:
+                return attempt(n, client)
+            except ConnectError as error:
+                return error.code
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(threads)))
+
+
+def test_eight_threads_racing_for_a_pool_of_three_three_win(local_server):
+    pools = []
+    with ReservationServiceClientSync(local_server.url) as client:
+        for _ in range(3):
+            pool = unique("pool")
+            pools.append(pool)
+            client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
+                id=pool, capacity=3, step=Duration(seconds=900))))
+            results = race(local_server.url, 8, lambda n, c: c.reserve(pb.ReserveRequest(reservation=reservation(
+                resource=pool, user=f"u{n}", start=15 * (n % 2), end=60))).reservation.id)
+            won = [r for r in results if isinstance(r, str)]
+            assert len(won) == 3 and results.count(Code.FAILED_PRECONDITION) == 5, results
+            free = client.availability(pb.AvailabilityRequest(resource_ids=[pool], start=stamp(0), end=stamp(60)))
+            assert all(step.free >= 0 for step in free.resources[0].free_units)
+            assert min(step.free for step in free.resources[0].free_units) == 0
+    assert problems_of(local_server, *pools) == []
+
+
+def test_eight_threads_moving_into_one_window_one_wins(local_server):
+    # BUG (now and then): two moves win, as reserves do (reschedule reads through the same read_for_reserve):
+    # see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_double_book
+    resource = unique("move")
+    with ReservationServiceClientSync(local_server.url) as client:
+        made = [client.reserve(pb.ReserveRequest(reservation=reservation(
+            resource=resource, user=f"u{n}", start=100 + 10 * n, end=110 + 10 * n))).reservation for n in range(8)]
+    results = race(local_server.url, 8, lambda n, c: c.reschedule(pb.RescheduleRequest(
+        id=made[n].id, start=stamp(n), end=stamp(60 + n))).reservation.id)
+    assert len([r for r in results if isinstance(r, str)]) == 1, results
+    assert results.count(Code.FAILED_PRECONDITION) == 7, results
+    with ReservationServiceClientSync(local_server.url) as client:
+        listed = client.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id=resource))).reservations
+    assert len(listed) == 8 and sum(r.start.ToSeconds() < stamp(90).ToSeconds() for r in listed) == 1
+    assert problems_of(local_server, resource) == []
+
+
+def test_the_whole_table_of_make_serve_is_consistent_after_all_of_it(local_server):
+    """After every test of the session so far that used make serve (races, tenants, holds, pools, moves...)."""
     assert checker.check(local_server.dynamodb(), local_server.table) == []
+
+
+class QueryThenChangeThenBatch:
+    """A DynamoDB client whose next reserve read runs its Query of bookings, then lets `between` happen,
+    then its BatchGetItem of guards: the order the store's two concurrent reads may take on their own."""
+
+    def __init__(self, client, between):
+        self.client, self.between, self.queried, self.armed = client, between, threading.Event(), False
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def query(self, **arguments):
+        try:
+            return self.client.query(**arguments)
+        finally:
+            self.queried.set()
+
+    def batch_get_item(self, **arguments):
+        if self.armed:
+            self.armed = False
+            assert self.queried.wait(10)
+            self.between()
+        return self.client.batch_get_item(**arguments)
+
+
+def test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_double_book(dynamodb):
+    # BUG: DynamoStore.read_for_reserve (chalicelib/dynamo.py) reads the guards (BatchGetItem) and the
+    # bookings around the window (Query, on a pool thread) at the same time. When a competing reserve commits
+    # between the two reads, the snapshot holds the guard's NEW version but not the booking that came with
+    # it: the transaction, conditioned only on that guard version, commits, and the two reservations overlap.
+    # The guards must be read no later than the bookings (read them first, or re-check them after). This is
+    # what makes the 8-thread race above end with two winners now and then (seen ~2 in 40 rounds on make
+    # serve, with `overlap` reported by ops.checker).
+    from chalicelib.api import CallContext
+    from chalicelib.dynamo import DynamoStore
+    from chalicelib.errors import ServiceError
+    from chalicelib.runtime import build_api
+    from harness.moto import TABLE
+
+    first = build_api(DynamoStore(TABLE, dynamodb))
+    first.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
+        id="room", max_duration=Duration(seconds=7200))), CallContext())
+    won = []
+    client = QueryThenChangeThenBatch(dynamodb, lambda: won.append(first.reserve(pb.ReserveRequest(
+        reservation=reservation(resource="room", user="alice", start=0, end=60)), CallContext()).reservation))
+    second = build_api(DynamoStore(TABLE, client))
+    second.reserve(pb.ReserveRequest(reservation=reservation(resource="room", user="carol", start=180, end=240)),
+                   CallContext())  # as a process does after its first call: it knows the resource's shape
+    client.armed = True
+    try:
+        late = second.reserve(pb.ReserveRequest(reservation=reservation(resource="room", user="bob", start=30,
+                                                                        end=90)), CallContext()).reservation
+    except ServiceError as error:
+        assert error.code.value == "failed_precondition" and won[0].id in error.message
+    else:
+        pytest.fail(f"{late.id} [00:30, 01:30) was booked over {won[0].id} [00:00, 01:00); the checker: "
+                    f"{checker.check(dynamodb, TABLE)}")
+    assert checker.check(dynamodb, TABLE) == []
