@@ -19,8 +19,10 @@ x-tenant-id (trusted by the local server only) and x-acting-user.
 import base64
 import dataclasses
 import datetime
+import http.client
 import json
 import random
+import socket
 import struct
 import time
 import urllib.error
@@ -208,17 +210,10 @@ class ReservationClient:
         request = pb.ChangesRequest(resource_id=resource_id, user_id=user_id, after=after, page_size=page_size)
         return self._call("changes", request, pb.ChangesResponse)
 
-    def listen(self, after: str = "", resource_id: str = "", user_id: str = "") -> Iterator[pb.ChangeEvent]:
-        """Change events as they happen, forever: each listen call is a long poll that ends with the
-        cursor to resume from (event.cursor is where to resume after a crash)."""
-        cursor = after
-        while True:
-            events, trailers = self._stream("listen", pb.ListenRequest(resource_id=resource_id, user_id=user_id,
-                                                                       after=cursor), pb.ChangeEvent)
-            for event in events:
-                yield event
-                cursor = event.cursor
-            cursor = trailers.get("cursor", [cursor])[0]
+    def listen(self, after: str = "", resource_id: str = "", user_id: str = "") -> "Listener":
+        """Change events as they happen, forever (an iterator; see Listener): `after` "" means from now.
+        Each event's cursor (and Listener.cursor) is where to resume after a crash."""
+        return Listener(self, pb.ListenRequest(resource_id=resource_id, user_id=user_id, after=after))
 
     def confirm(self, reservation_id: str) -> pb.Reservation:
         return self._call("confirm", pb.ConfirmRequest(id=reservation_id), pb.ConfirmResponse).reservation
@@ -270,15 +265,20 @@ class ReservationClient:
                     raise
             time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
 
-    def _post(self, method: str, body: bytes, content_type: str, timeout: float) -> bytes:
-        url = f"{self.base_url.rstrip('/')}/{SERVICE_NAME}/{method}"
+    def _url(self, method: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{SERVICE_NAME}/{method}"
+
+    def _headers(self, url: str, body: bytes, content_type: str) -> dict:
         headers = {"Content-Type": content_type, "Connect-Protocol-Version": "1"}
         if self.tenant:
             headers["x-tenant-id"] = self.tenant
         if self.acting_user:
             headers["x-acting-user"] = self.acting_user
-        if self.sign:
-            headers = self._signed(url, body, headers)
+        return self._signed(url, body, headers) if self.sign else headers
+
+    def _post(self, method: str, body: bytes, content_type: str, timeout: float) -> bytes:
+        url = self._url(method)
+        headers = self._headers(url, body, content_type)
         http_request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(http_request, timeout=timeout) as answer:
@@ -298,25 +298,6 @@ class ReservationClient:
         else:
             response.ParseFromString(payload)
         return response
-
-    def _stream(self, method: str, request, message_type) -> tuple:
-        """(messages, trailers) of a Connect server stream, read whole (a long poll: up to 15 s more)."""
-        def once():
-            body = request.SerializeToString()
-            payload = self._post(method, struct.pack(">BI", 0, len(body)) + body, "application/connect+proto",
-                                 self.timeout + 20)
-            messages, end = [], {}
-            while payload:
-                flags, length = struct.unpack(">BI", payload[:5])
-                chunk, payload = payload[5:5 + length], payload[5 + length:]
-                if flags & 0x02:
-                    end = json.loads(chunk or b"{}")
-                else:
-                    messages.append(message_type.FromString(chunk))
-            if "error" in end:
-                raise _error_from_json(end["error"], 200)
-            return messages, end.get("metadata", {})
-        return self._retrying(once)
 
     def _signed(self, url: str, body: bytes, headers: dict) -> dict:
         import botocore.session
@@ -350,3 +331,154 @@ def _error_from_json(error, http_status: int) -> ReservationError:
         elif detail.get("type") == pb.OutcomeUnknown.DESCRIPTOR.full_name:
             maybe_made = pb.OutcomeUnknown.FromString(_unpadded_b64(detail["value"])).reservation_id
     return ReservationError(code, message, conflict, maybe_made)
+
+
+END_STREAM = 0x02
+
+
+class Listener:
+    """The change feed as it happens: iterate it for ChangeEvents (it reconnects from its cursor after a
+    lost connection or a long poll's end, retrying as the client does). `cursor` is where to resume:
+    the last event's, or the one the server last handed out. `close()` ends the stream and returns
+    the events that arrived meanwhile; after it, `cursor` says exactly where to resume. (Before the
+    first event or end of a long poll, a reconnect from an empty `after` starts from "now" again.)
+
+    The stream's body is read as it comes, with no read timeout between events (`make serve` and
+    gRPC keep a listen open while nothing happens); TCP keepalive notices a peer that went away."""
+
+    def __init__(self, client: ReservationClient, request):
+        self.client, self.request, self.cursor = client, request, request.after
+        self._answer = self._socket = self._connection = None
+        self._buffer = b""
+        self._closed = False
+        self._events = self._run()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> pb.ChangeEvent:
+        return next(self._events)
+
+    def connect(self) -> "Listener":
+        """Open the stream now (iterating opens it otherwise): events from here on are not missed."""
+        if self._answer is None:
+            self._open()
+        return self
+
+    def _run(self):
+        failures = 0
+        while not self._closed:
+            try:
+                if self._answer is None:
+                    self._open()
+                while True:
+                    flags, chunk = self._envelope()
+                    if flags & END_STREAM:
+                        self._end(chunk)
+                        break
+                    event = pb.ChangeEvent.FromString(chunk)
+                    self.cursor, failures = event.cursor, 0
+                    yield event
+            except ReservationError as error:
+                self._disconnect()
+                failures += 1
+                if error.code not in RETRYABLE_CODES or failures >= self.client.max_attempts:
+                    raise
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** failures)))
+            else:  # a clean end (a long poll's): go on from its cursor
+                self._disconnect()
+                failures = 0
+
+    def _open(self) -> None:
+        request = pb.ListenRequest()
+        request.CopyFrom(self.request)
+        request.after = self.cursor
+        body = request.SerializeToString()
+        body = struct.pack(">BI", 0, len(body)) + body
+        url = self.client._url("listen")
+        parts = urllib.parse.urlsplit(url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self._connection = kind(parts.hostname, parts.port, timeout=self.client.timeout)
+        self._buffer = b""
+        try:
+            self._connection.connect()
+            self._socket = self._connection.sock
+            self._connection.request("POST", parts.path, body,
+                                     self.client._headers(url, body, "application/connect+proto"))
+            self._answer = self._connection.getresponse()
+            if self._answer.status != 200:
+                raise _error_of(self._answer.status, self._answer.read())
+            self._socket.settimeout(None)  # events may be hours apart
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+                if hasattr(socket, option):
+                    self._socket.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+        except (OSError, http.client.HTTPException) as failure:
+            self._disconnect()
+            raise ReservationError("unavailable", f"cannot reach {self.client.base_url}: {failure}") from None
+        except ReservationError:
+            self._disconnect()
+            raise
+
+    def _envelope(self) -> tuple:
+        """(flags, payload) of the next envelope of the stream."""
+        while True:
+            if len(self._buffer) >= 5:
+                flags, length = struct.unpack(">BI", self._buffer[:5])
+                if len(self._buffer) >= 5 + length:
+                    chunk, self._buffer = self._buffer[5:5 + length], self._buffer[5 + length:]
+                    return flags, chunk
+            try:
+                data = self._answer.read1(65536)
+            except (OSError, http.client.HTTPException) as failure:
+                raise ReservationError("unavailable", f"the stream broke: {failure}") from None
+            if not data:
+                raise ReservationError("unavailable", "the stream ended without its end message")
+            self._buffer += data
+
+    def _end(self, chunk: bytes) -> None:
+        end = json.loads(chunk or b"{}")
+        if "error" in end:
+            raise _error_from_json(end["error"], 200)
+        self.cursor = end.get("metadata", {}).get("cursor", [self.cursor])[0]
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._answer is not None:
+            self._answer.close()
+        self._answer = self._socket = self._connection = None
+
+    def close(self, wait: float = 3.0) -> list:
+        """Ends the stream: tells the server (closing the sending half of the connection: the server
+        then ends the stream with its cursor), reads what it still sends for up to `wait` seconds and
+        returns the events among it. Without such an answer `cursor` stays the last event's.
+        Called while another thread iterates it, it only asks the server to end: that iteration stops
+        with the server's end (and returns [] here)."""
+        self._closed = True
+        try:
+            self._events.close()
+        except ValueError:  # being iterated in another thread
+            try:
+                self._socket.shutdown(socket.SHUT_WR)
+            except (AttributeError, OSError):
+                pass
+            return []
+        events = []
+        if self._answer is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_WR)
+                self._socket.settimeout(wait)
+                while True:
+                    flags, chunk = self._envelope()
+                    if flags & END_STREAM:
+                        self._end(chunk)
+                        break
+                    event = pb.ChangeEvent.FromString(chunk)
+                    events.append(event)
+                    self.cursor = event.cursor
+            except Exception:  # noqa: BLE001 - no clean end: the last event's cursor stands
+                pass
+            finally:
+                self._disconnect()
+        return events
