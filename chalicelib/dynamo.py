@@ -79,8 +79,14 @@ class DynamoStore:
                 yield stored
 
     def read_for_reserve(self, read: ReserveRead) -> ReserveSnapshot:
-        """The definition, guards or buckets, request id and longest reservations (one batch), and,
-        for an exclusive resource, the bookings around the window (one query, at the same time)."""
+        """The definition, guards or buckets, request id and longest reservations (one batch), then,
+        for an exclusive resource, the bookings around the window (one query).
+
+        The bookings are read after the guards, never at the same time: a booking committed between the
+        two reads then shows up in the second, or its guard bump makes the write conditioned on the
+        version read fail. Read the other way round, a snapshot could hold the new guard version without
+        the booking that came with it, and a write conditioned on it would double-book.
+        """
         shape = read.shape
         keys = [layout.definition_key(read.tenant, read.resource_id),
                 layout.longest_key(read.tenant, read.user_id), layout.longest_key(read.tenant, "")]
@@ -90,13 +96,11 @@ class DynamoStore:
             cells = shape.cells(read.padded_start_ns, read.padded_end_ns)
             indexes = sorted({shape.bucket_of(cell) for cell, _ in cells})
             keys += [layout.bucket_key(read.tenant, read.resource_id, index) for index in indexes]
-            neighbours = None
         else:
             indexes = list(shape.slots(read.padded_start_ns, read.padded_end_ns))
             keys += [layout.guard_key(read.tenant, read.resource_id, index) for index in indexes]
-            neighbours = _POOL.submit(self._neighbours, read)
         items = self._batch_get(keys)
-        found, more = neighbours.result() if neighbours is not None else ((), False)
+        found, more = self._neighbours(read) if not shape.pool else ((), False)
 
         def item(key):
             return items.get(layout.pair(key))

@@ -33,8 +33,8 @@ def entries_from_records(records: Iterable[dict], bus_name: str) -> list:
     entries = []
     for record in records:
         image = record.get("dynamodb", {}).get("NewImage")
-        if record.get("eventName") != "INSERT" or not image or layout.kind_of(image) != "event":
-            continue
+        if record.get("eventName") != "INSERT" or not image or layout.kind_of(image) != "event" or "etk" not in image:
+            continue  # not an event, or the copy of a move kept for the old resource's feed: published once
         event = layout.event_from(image)
         detail = json_format.MessageToDict(event_to_proto(event, cursor=""))
         detail.pop("cursor", None)

@@ -580,11 +580,10 @@ class ReservationService:
         """Give back a pool booking's units (an exclusive one frees its time by disappearing)."""
         if not booking.pooled:
             return
-        hint = self._shape_of(plan.tenant, booking.reservation.resource_id)
-        for index, cells in merge_bucket_deltas(hint, {cell: -units for cell, units in
-                                                       units_by_cell(booking, hint).items()}).items():
-            plan.buckets.append(BucketChange(booking.reservation.resource_id, hint, index,
-                                             tuple(sorted(cells.items())), 0, 0, create=False))
+        shape = self._shape_of(plan.tenant, booking.reservation.resource_id)
+        freed = {cell: -units for cell, units in units_by_cell(booking, shape).items()}
+        for index, cells in merge_bucket_deltas(shape, freed).items():
+            _add_to_bucket(plan, booking.reservation.resource_id, shape, index, cells)
 
     def pool_lookback(self, tenant: str, resource_id: str) -> Optional[int]:
         """How long before a window a pool's bookings may start and still overlap it (None: not a pool)."""
@@ -699,6 +698,18 @@ class ReservationService:
                 return 0  # confirmed, cancelled or removed by someone else meanwhile (or next sweep's)
             return sum(self._expire_batch(tenant, [hold]) for hold in holds)
 
+
+
+def _add_to_bucket(plan: WritePlan, resource_id: str, shape: Shape, index: int, cells: dict) -> None:
+    """Give units back to a bucket, merged with what the plan already gives it (one action per item)."""
+    for number, change in enumerate(plan.buckets):
+        if (change.resource_id, change.index) == (resource_id, index):
+            merged = dict(change.deltas)
+            for cell, delta in cells.items():
+                merged[cell] = merged.get(cell, 0) + delta
+            plan.buckets[number] = dataclasses.replace(change, deltas=tuple(sorted(merged.items())))
+            return
+    plan.buckets.append(BucketChange(resource_id, shape, index, tuple(sorted(cells.items())), 0, 0, create=False))
 
 
 def _undefined(resource_id: str) -> Resource:
