@@ -5,7 +5,7 @@ stopped server takes to exit.
 
     python -m bench.embedded [--loaded 100000] [--reserves 10000] [--samples 200]
 
-The loaded table is filled with devserver/bulk.py (BatchWriteItem, no transactions), 100
+The loaded table is filled with harness/bulk.py (BatchWriteItem, no transactions), 100
 back-to-back hours per resource; the timed reserves have the same shape in both phases (20
 resources, one hour after the other), so only the size of the table differs.
 """
@@ -19,9 +19,9 @@ import statistics
 import time
 import uuid
 
-from devserver import bulk
+from harness import bulk
+from harness.local_server import LocalServer
 from rsvp.client import ReservationClient
-from tests.conftest import LocalServer
 
 CLIENTS = 8
 HOUR = datetime.timedelta(hours=1)
@@ -99,15 +99,24 @@ def _reserve_burst(url: str, count: int) -> float:
     return CLIENTS * per_client / (time.perf_counter() - began)
 
 
+LOADERS = 4  # clients loading at once: their botocore work overlaps the server's
+
+
 def _load(server: LocalServer, count: int) -> list:
     """Bulk-load `count` reservations (100 back to back per resource); returns their ids."""
-    dynamodb, ids = server.dynamodb(), []
-    for first in range(0, count, PER_LOADED_RESOURCE):
-        resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
-        reservations = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
-        bulk.load(dynamodb, server.table, reservations)
-        ids += [reservation.id for reservation in reservations]
-    return ids
+    starts = list(range(0, count, PER_LOADED_RESOURCE))
+
+    def loader(number: int) -> list:
+        dynamodb, ids = server.dynamodb(), []
+        for first in starts[number::LOADERS]:
+            resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
+            reservations = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
+            bulk.load(dynamodb, server.table, bulk.items_of(reservations))
+            ids += [booking.reservation.id for booking in reservations]
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(LOADERS) as pool:
+        return [reservation_id for ids in pool.map(loader, range(LOADERS)) for reservation_id in ids]
 
 
 def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> dict:

@@ -1,0 +1,221 @@
+"""A model of DynamoDB for throughput: harness.fake_store.FakeStore with DynamoDB's latencies and its
+per-item transaction conflicts, counting rounds and the write units each partition key takes.
+
+What is modelled:
+* latency: every read the store is asked for is one round of `read_s` (5 ms; a reserve's BatchGetItem
+  and Query go out at once: one round); every commit one round of `write_s` (15 ms).
+* transaction conflicts: a transaction that touches an item (pk, sk) another in-flight transaction
+  touches is refused (TransactionConflict, after its round trip) and nothing of it is written;
+  otherwise its conditions are checked and it is applied at the end of its round trip, atomically
+  (FakeStore's conditions are chalicelib.dynamo's). Reads see what is committed.
+* write units per partition key: every action of chalicelib.dynamo._actions(plan) of a committed
+  transaction costs 2 WCU per started KB of its item in its pk (Put: the item; Update: its key and the
+  values it sets; Delete: the item deleted; ConditionCheck: no write); every index entry a Put or Delete
+  makes costs 1 WCU per started KB in the index's partition (harness.meter.index_writes). Each is
+  stamped with the commit's time, so that the busiest partition's WCU in any 1-second window can be
+  told (DynamoDB allows a partition key 1,000 WCU/s).
+
+Not modelled: throttling (the WCU are counted, never refused), network jitter, retries inside botocore.
+"""
+import bisect
+import collections
+import threading
+import time
+
+from chalicelib import dynamo, layout
+from chalicelib.ports import (
+    LISTED_NEIGHBOURS,
+    NEIGHBOUR_LIMIT,
+    ReserveSnapshot,
+    StaleWrite,
+)
+from harness.fake_store import FakeStore
+from harness.meter import index_writes, item_size, table_gsis
+
+PARTITION_WCU_PER_SECOND = 1000
+
+
+class ModelStore(FakeStore):
+    def __init__(self, read_s: float = 0.005, write_s: float = 0.015):
+        super().__init__()
+        self.read_s, self.write_s = read_s, write_s
+        self.gsis = table_gsis()
+        self.flight_lock = threading.Lock()
+        self.in_flight = collections.Counter()  # (pk, sk) -> in-flight transactions touching it
+        self.counts = collections.Counter()  # reads, commits, conflicts, stale (conditions failed), committed
+        self.partition_writes = []  # (time, "table"/index name, partition key, WCU)
+        self._starts = {}  # (tenant, resource) -> sorted start keys
+        self._by_start = {}  # (tenant, resource) -> {start key: Booking}
+
+    # ---- reads: one round each --------------------------------------------------------------
+
+    def _round(self) -> None:
+        with self.flight_lock:
+            self.counts["reads"] += 1
+        time.sleep(self.read_s)
+
+    def read_for_reserve(self, read):
+        snapshot = self._snapshot(read)
+        self._round()
+        return snapshot
+
+    def _snapshot(self, read):
+        if read.shape.pool:
+            return super().read_for_reserve(read)
+        with self.lock:
+            # the bookings around the window, newest first until one ends before it (as chalicelib.dynamo)
+            starts = self._starts.get((read.tenant, read.resource_id), [])
+            books = self._by_start.get((read.tenant, read.resource_id), {})
+            found = []
+            position = bisect.bisect_right(starts, layout.start_key_bound(read.padded_end_ns + read.lookback_ns))
+            while position > 0:
+                position -= 1
+                booking = books[starts[position]]
+                if booking.padded_end_ns <= read.padded_start_ns:
+                    break
+                if booking.overlaps(read.padded_start_ns, read.padded_end_ns):
+                    found.append(booking)
+            found.reverse()
+            more = len(found) >= NEIGHBOUR_LIMIT
+            guards = {index: self.guards.get((read.tenant, read.resource_id, index), 0)
+                      for index in read.shape.slots(read.padded_start_ns, read.padded_end_ns)}
+            remembered = None
+            if read.request_id and (read.tenant, read.request_id) in self.requests:
+                record, expires_at = self.requests[(read.tenant, read.request_id)]
+                remembered = record if expires_at > time.time() else None
+            return ReserveSnapshot(
+                self.definitions.get((read.tenant, read.resource_id)), guards, {},
+                tuple(found[:LISTED_NEIGHBOURS]) if more else tuple(found), more, remembered,
+                self.longest_seen.get((read.tenant, read.user_id), 0), self.longest_seen.get((read.tenant, ""), 0))
+
+    def _resource_bookings(self, tenant, resource_id):
+        books = self._by_start.get((tenant, resource_id), {})
+        return [books[key] for key in self._starts.get((tenant, resource_id), [])]
+
+    def get(self, tenant, reservation_id):
+        found = super().get(tenant, reservation_id)
+        self._round()
+        return found
+
+    def read_definition(self, tenant, resource_id):
+        found = super().read_definition(tenant, resource_id)
+        self._round()
+        return found
+
+    def timelines(self, tenant, reads, item_budget):
+        found = super().timelines(tenant, reads, item_budget)
+        self._round()
+        return found
+
+    # ---- writes: one round, refused when an item is in another transaction ---------------------
+
+    def commit(self, plan):
+        actions = dynamo._actions(plan)
+        keys = {layout.pair(_key_of(action)) for _, action in actions}
+        with self.flight_lock:
+            self.counts["commits"] += 1
+            conflict = any(self.in_flight[key] for key in keys)
+            if not conflict:
+                self.in_flight.update(keys)
+        if conflict:
+            time.sleep(self.write_s)
+            with self.flight_lock:
+                self.counts["conflicts"] += 1
+            raise StaleWrite(frozenset({"conflict"}))
+        try:
+            time.sleep(self.write_s)
+            try:
+                super().commit(plan)
+            except StaleWrite:
+                with self.flight_lock:
+                    self.counts["stale"] += 1
+                raise
+            self._record(plan, actions, time.monotonic())
+        finally:
+            with self.flight_lock:
+                self.in_flight.subtract(keys)
+
+    def _apply(self, plan):
+        tenant = plan.tenant
+        for booking in [*plan.remove, *(before for before, _ in plan.change)]:
+            self._unindex(tenant, booking)
+        super()._apply(plan)
+        for booking in [*plan.create, *(after for _, after in plan.change)]:
+            self._index(tenant, booking)
+
+    def _index(self, tenant, booking):
+        key = (tenant, booking.reservation.resource_id)
+        start = layout.start_key(booking.reservation.start_ns, booking.reservation.id)
+        starts = self._starts.setdefault(key, [])
+        if start not in self._by_start.setdefault(key, {}):
+            bisect.insort(starts, start)
+        self._by_start[key][start] = booking
+
+    def _unindex(self, tenant, booking):
+        key = (tenant, booking.reservation.resource_id)
+        start = layout.start_key(booking.reservation.start_ns, booking.reservation.id)
+        if self._by_start.get(key, {}).pop(start, None) is not None:
+            starts = self._starts[key]
+            del starts[bisect.bisect_left(starts, start)]
+
+    def load(self, tenant, bookings, shape) -> None:
+        """Put bookings in place without transactions (setup): bookings, guards (version 1), longest."""
+        with self.lock:
+            for booking in bookings:
+                self.by_id[(tenant, booking.reservation.id)] = booking
+                self._index(tenant, booking)
+                for index in shape.slots(booking.padded_start_ns, booking.padded_end_ns):
+                    self.guards.setdefault((tenant, booking.reservation.resource_id, index), 1)
+
+    # ---- write units per partition --------------------------------------------------------------
+
+    def _record(self, plan, actions, at: float) -> None:
+        deleted = {}
+        for booking in [*plan.remove, *(before for before, _ in plan.change)]:
+            for item in (layout.reservation_item(plan.tenant, booking), layout.booking_item(plan.tenant, booking)):
+                deleted[layout.pair(item)] = item
+        found = []
+        for _, action in actions:
+            (kind, body), = action.items()
+            pk = _key_of(action)["pk"]["S"]
+            if kind == "Put":
+                size, before, after = item_size(body["Item"]), None, body["Item"]
+            elif kind == "Update":
+                size = item_size(body["Key"]) + sum(item_size({name[1:]: value})
+                                                    for name, value in body.get("ExpressionAttributeValues", {}).items())
+                before = after = None
+            elif kind == "Delete":
+                before = deleted.get(layout.pair(body["Key"]))
+                size, after = item_size(before or body["Key"]), None
+            else:
+                continue  # ConditionCheck: a read
+            found.append((at, "table", pk, 2 * max(1, -(-int(size) // 1024))))
+            if before is not None or after is not None:
+                for write in index_writes(before, after, self.gsis):
+                    entry = after if write.what != "delete" else before
+                    gsi = next(g for g in self.gsis if g.name == write.index)
+                    found.append((at, write.index, entry[gsi.hash_key].get("S") or entry[gsi.hash_key].get("N"),
+                                  write.wru))
+        with self.flight_lock:
+            self.counts["committed"] += 1
+            self.partition_writes += found
+
+    def busiest(self, since: float = 0.0, where: str = "table") -> tuple:
+        """(partition key, most WCU it took in one 1-second window) among `where` ("table" or "index")."""
+        per_window = collections.Counter()
+        with self.flight_lock:
+            writes = list(self.partition_writes)
+        for at, space, pk, wcu in writes:
+            if at < since or (space == "table") != (where == "table"):
+                continue
+            per_window[(space, pk, int((at - since) // 1))] += wcu
+        if not per_window:
+            return "", 0
+        (space, pk, _), wcu = per_window.most_common(1)[0]
+        return (pk if space == "table" else f"{space}:{pk}"), wcu
+
+
+def _key_of(action: dict) -> dict:
+    body = next(iter(action.values()))
+    item = body.get("Key") or body["Item"]
+    return {"pk": item["pk"], "sk": item["sk"]}
