@@ -100,7 +100,15 @@ class DynamoStore:
             indexes = list(shape.slots(read.padded_start_ns, read.padded_end_ns))
             keys += [layout.guard_key(read.tenant, read.resource_id, index) for index in indexes]
         items = self._batch_get(keys)
-        found, more = self._neighbours(read) if not shape.pool else ((), False)
+        guards = {index: layout.guard_from(read.resource_id, index,
+                                           items.get(layout.pair(layout.guard_key(read.tenant, read.resource_id, index))))
+                  for index in ([] if shape.pool else indexes)}
+        if shape.pool:
+            found, more = (), False
+        elif any(guard.dense for guard in guards.values()):
+            found, more = self._neighbours(read)  # a busy slot: its guard lists no more, read the bookings
+        else:
+            found, more = _listed(guards.values(), read.padded_start_ns, read.padded_end_ns), False
 
         def item(key):
             return items.get(layout.pair(key))
@@ -108,13 +116,10 @@ class DynamoStore:
         remembered = None
         if read.request_id:
             remembered = layout.remembered_from(item(layout.request_key(read.tenant, read.request_id)), int(time.time()))
-        guards, buckets = {}, {}
+        buckets = {}
         if shape.pool:
             buckets = {index: layout.bucket_from(shape, index, item(layout.bucket_key(read.tenant, read.resource_id, index)))
                        for index in indexes}
-        else:
-            guards = {index: layout.guard_version(item(layout.guard_key(read.tenant, read.resource_id, index)))
-                      for index in indexes}
         return ReserveSnapshot(
             definition=layout.definition_from(item(layout.definition_key(read.tenant, read.resource_id))),
             guards=guards, buckets=buckets, neighbours=found, more_neighbours=more, remembered=remembered,
@@ -374,15 +379,7 @@ def _actions(plan: WritePlan) -> list:
                     layout.booking_key(tenant, booking.reservation)):
             actions.append(("booking", {"Delete": {"Key": key, "ConditionExpression": "rev = :rev",
                                                    "ExpressionAttributeValues": _rev(booking)}}))
-    for bump in plan.guards:
-        key = layout.guard_key(tenant, bump.resource_id, bump.index)
-        if bump.version == 0:
-            actions.append(("guard", _put({**key, "ver": {"N": "1"}}, "attribute_not_exists(pk)")))
-        else:
-            actions.append(("guard", {"Update": {
-                "Key": key, "UpdateExpression": "SET ver = :next", "ConditionExpression": "ver = :read",
-                "ExpressionAttributeValues": {":read": {"N": str(bump.version)},
-                                              ":next": {"N": str(bump.version + 1)}}}}))
+    actions += [("guard", action) for action in _guard_actions(plan)]
     actions += [("bucket", _bucket_action(tenant, change)) for change in plan.buckets]
     actions += [("bucket", _recap_action(tenant, recap)) for recap in plan.recaps]
     for write in plan.definitions:
@@ -416,6 +413,92 @@ def _actions(plan: WritePlan) -> list:
     for event in plan.events:
         actions += [("event", _put(layout.event_item(tenant, event, partition), "attribute_not_exists(pk)"))
                     for partition in layout.event_partitions(event)]
+    return actions
+
+
+def _listed(guards, start_ns: int, end_ns: int) -> tuple:
+    """The bookings that sparse guards list and that overlap [start, end), in start order, once each."""
+    found = {entry.reservation.id: entry for guard in guards for entry in guard.entries
+             if entry.overlaps(start_ns, end_ns)}
+    return tuple(sorted(found.values(), key=lambda b: (b.reservation.start_ns, b.reservation.id)))
+
+
+def _guard_changes(plan: WritePlan) -> dict:
+    """(resource, slot) -> {"bump": Guard or None, "set": {id: entry}, "remove": {ids}}: what every guard
+    the plan touches must become so that it keeps listing exactly the bookings of its slot."""
+    changes = {}
+
+    def change(resource_id: str, index: int) -> dict:
+        return changes.setdefault((resource_id, index), {"bump": None, "set": {}, "remove": set()})
+
+    def slots(booking) -> set:
+        return set() if booking.pooled else {(booking.reservation.resource_id, i) for i in layout.slots_of(booking)}
+
+    for bump in plan.guards:
+        change(bump.resource_id, bump.guard.index)["bump"] = bump.guard
+    for booking in plan.create:
+        for key in slots(booking):
+            change(*key)["set"][booking.reservation.id] = layout.guard_entry(booking)
+    for before, after in plan.change:
+        old, new = slots(before), slots(after)
+        for key in old - new:
+            change(*key)["remove"].add(before.reservation.id)
+        refreshed = layout.guard_entry(before) != layout.guard_entry(after)
+        for key in new:
+            if key not in old or refreshed or changes.get(key, {}).get("bump") is not None:
+                change(*key)["set"][after.reservation.id] = layout.guard_entry(after)
+    for booking in plan.remove:
+        for key in slots(booking):
+            change(*key)["remove"].add(booking.reservation.id)
+    for resource_id, index, reservation_id in plan.stale_entries:
+        change(resource_id, index)["remove"].add(reservation_id)
+    return changes
+
+
+def _guard_actions(plan: WritePlan) -> list:
+    """One Update per guard: a bump conditioned on the version read, its list of bookings kept true
+    (or `dense` once it would list more than GUARD_LISTED), removals of bookings that left its slot."""
+    actions = []
+    for (resource_id, index), change in sorted(_guard_changes(plan).items()):
+        key = layout.guard_key(plan.tenant, resource_id, index)
+        bump, sets = change["bump"], change["set"]
+        removes = sorted(change["remove"] - set(sets))
+        if bump is not None and bump.version == 0:
+            dense = len(sets) > layout.GUARD_LISTED
+            actions.append({"Update": {
+                "Key": key, "UpdateExpression": "SET ver = :one, busy = :busy, dense = :dense",
+                "ConditionExpression": "attribute_not_exists(ver)",
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":dense": {"BOOL": dense},
+                                              ":busy": {"M": {} if dense else sets}}}})
+            continue
+        names, values, assignments, conditions = {}, {}, [], []
+        if bump is not None:
+            conditions.append("ver = :read")
+            values[":read"], values[":next"] = {"N": str(bump.version)}, {"N": str(bump.version + 1)}
+            assignments.append("ver = :next")
+            listed = {entry.reservation.id for entry in bump.entries}
+            if bump.dense or len(listed | set(sets)) > layout.GUARD_LISTED:
+                values[":true"] = {"BOOL": True}
+                assignments.append("dense = :true")
+                sets = {}
+        for number, (reservation_id, entry) in enumerate(sorted(sets.items())):
+            names[f"#s{number}"], values[f":s{number}"] = reservation_id, entry
+            assignments.append(f"busy.#s{number} = :s{number}")
+        for number, reservation_id in enumerate(removes):
+            names[f"#r{number}"] = reservation_id
+        expression = " ".join(part for part in (
+            "SET " + ", ".join(assignments) if assignments else "",
+            "REMOVE " + ", ".join(f"busy.#r{number}" for number in range(len(removes))) if removes else "") if part)
+        if not expression:
+            continue
+        update = {"Key": key, "UpdateExpression": expression}
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
+        if names:
+            update["ExpressionAttributeNames"] = names
+        if values:
+            update["ExpressionAttributeValues"] = values
+        actions.append({"Update": update})
     return actions
 
 

@@ -9,7 +9,7 @@ keys have no prefix, so the data of the first release stays where it was.
     reservation   RSV#<id>               RSV                     the reservation, read by id; `rev`
     booking       RES#<resource>         R#<start_key>           the same reservation, in its resource's
                                                                  partition in start order (+ index keys)
-    guard         RES#<resource>         G#<slot>                `ver`: exclusive resources
+    guard         RES#<resource>         G#<slot>                `ver`, `busy`, `dense`: exclusive resources
     bucket        RES#<resource>         B#<bucket>              `cap`, `c<sec>`: units used per grid cell (pools)
     definition    RES#<resource>         DEF                     the resource's rules and storage shape
     request id    REQ#<request id>       REQ                     what a reserve with that request id made
@@ -64,6 +64,9 @@ INDEX_OFFSET = 10**18  # keeps negative slot and bucket numbers in lexical order
 DEFAULT_SLOT_NS = 5 * DAY_NS
 SLOT_LADDER = (MINUTE_NS, 5 * MINUTE_NS, 15 * MINUTE_NS, HOUR_NS, 6 * HOUR_NS, DAY_NS, DEFAULT_SLOT_NS)
 MAX_GUARDS = 77  # 380 days at DEFAULT_SLOT_NS, at any alignment
+# A guard lists the windows of the bookings that touch its slot (so that a reserve in a quiet slot
+# needs no second read) until GUARD_LISTED would be passed; then it is `dense` and readers query.
+GUARD_LISTED = 8
 CELLS_PER_BUCKET = 24
 MAX_BUCKETS = 60
 
@@ -154,6 +157,21 @@ class StoredResource:
 class RememberedRequest:
     fingerprint: str
     reservation: Reservation
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """An exclusive resource's guard as read: its version (0: absent) and, unless `dense`, the
+    padded windows of every booking that touches its slot."""
+
+    index: int
+    version: int = 0
+    entries: tuple = ()  # of Booking (partial: id, window, buffers, hold expiry)
+    dense: bool = False
+
+    @property
+    def listed(self) -> int:
+        return len(self.entries)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +365,8 @@ def _booking_attributes(booking: Booking) -> dict:
                   "ets": _n(booking.last_event_ns)}
     if booking.pooled:
         attributes["pool"] = {"BOOL": True}
+    else:
+        attributes["slot"] = _n(booking.slot_ns or DEFAULT_SLOT_NS)
     if booking.reservation.expires_at_ns:
         attributes["expires_at"] = _n(ttl_seconds(booking.reservation.expires_at_ns + HOLD_TTL_GRACE_NS))
     return attributes
@@ -376,11 +396,41 @@ def booking_item(tenant: str, booking: Booking) -> dict:
 def booking_from(item: dict) -> Booking:
     return Booking(reservation_from(item), rev=_int(item, "rev", 1), buffer_before_ns=_int(item, "bb"),
                    buffer_after_ns=_int(item, "ba"), last_event_ns=_int(item, "ets"),
-                   pooled="pool" in item)
+                   pooled="pool" in item, slot_ns=0 if "pool" in item else _int(item, "slot", DEFAULT_SLOT_NS))
 
 
-def guard_version(item: Optional[dict]) -> int:
-    return _int(item, "ver") if item is not None else 0
+def guard_entry(booking: Booking) -> dict:
+    """What a guard keeps of a booking: [start, end, buffer before, buffer after, hold expiry]."""
+    reservation = booking.reservation
+    hold = reservation.expires_at_ns if reservation.status == Status.PENDING else 0
+    return {"L": [_n(reservation.start_ns), _n(reservation.end_ns), _n(booking.buffer_before_ns),
+                  _n(booking.buffer_after_ns), _n(hold)]}
+
+
+def guard_from(resource_id: str, index: int, item: Optional[dict]) -> Guard:
+    if item is None or "ver" not in item:
+        return Guard(index)
+    entries = []
+    for reservation_id, value in sorted(item.get("busy", {}).get("M", {}).items()):
+        start, end, before, after, hold = (int(number["N"]) for number in value["L"])
+        status = Status.PENDING if hold else Status.CONFIRMED
+        entries.append(Booking(Reservation(reservation_id, "", resource_id, status, start, end, expires_at_ns=hold),
+                               rev=0, buffer_before_ns=before, buffer_after_ns=after))
+    return Guard(index, _int(item, "ver"), tuple(entries), item.get("dense", {}).get("BOOL", False))
+
+
+def guard_item(tenant: str, resource_id: str, index: int, bookings: list, version: int = 1) -> dict:
+    """A guard listing `bookings` (dense when there are more than GUARD_LISTED): for loading and migrating."""
+    dense = len(bookings) > GUARD_LISTED
+    busy = {} if dense else {booking.reservation.id: guard_entry(booking) for booking in bookings}
+    return {**guard_key(tenant, resource_id, index), "ver": _n(version), "busy": {"M": busy},
+            "dense": {"BOOL": dense}}
+
+
+def slots_of(booking: Booking) -> range:
+    """The guard slots an exclusive booking touches."""
+    slot = booking.slot_ns or DEFAULT_SLOT_NS
+    return range(booking.padded_start_ns // slot, (booking.padded_end_ns - 1) // slot + 1)
 
 
 def cell_attribute(bucket_start_ns: int, cell_start_ns: int) -> str:

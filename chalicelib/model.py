@@ -89,6 +89,7 @@ class Booking:
     buffer_after_ns: int = 0
     last_event_ns: int = 0  # time of its latest change event: the next one is later
     pooled: bool = False  # counted in a pool's buckets: releasing it gives units back
+    slot_ns: int = 0  # exclusive: the length of its resource's guard slots (fixed for the resource's life)
 
     @property
     def padded_start_ns(self) -> int:

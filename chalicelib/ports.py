@@ -11,7 +11,7 @@ tests have an in-memory one.
 import dataclasses
 from typing import Iterator, Optional, Protocol
 
-from .layout import Bucket, RememberedRequest, Shape, StoredResource
+from .layout import Bucket, Guard, RememberedRequest, Shape, StoredResource
 from .model import Booking, ChangeEvent, Reservation
 
 
@@ -57,7 +57,7 @@ class ReserveRead:
 @dataclasses.dataclass(frozen=True)
 class ReserveSnapshot:
     definition: Optional[StoredResource]
-    guards: dict  # slot -> version read (0: absent)
+    guards: dict  # slot -> Guard as read
     buckets: dict  # bucket index -> Bucket
     # exclusive resources: the bookings whose padded window overlaps, in start order; when there are
     # NEIGHBOUR_LIMIT or more (more_neighbours), only the first LISTED_NEIGHBOURS of them
@@ -93,11 +93,14 @@ class Timeline:
 
 @dataclasses.dataclass(frozen=True)
 class GuardBump:
-    """Bump an exclusive resource's guard, only if it is still at `version` (0: absent)."""
+    """Bump an exclusive resource's guard, only if it is still at the version read (0: absent).
+
+    The store also keeps every guard's list of bookings true: a booking created, moved, removed or
+    whose hold expiry changed is added to, updated in or removed from the guards of its slots.
+    """
 
     resource_id: str
-    index: int
-    version: int
+    guard: Guard
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +184,8 @@ class WritePlan:
     request: Optional[RequestRecord] = None
     longest: list = dataclasses.field(default_factory=list)  # of LongestRaise
     events: list = dataclasses.field(default_factory=list)  # of ChangeEvent
+    # guard entries of bookings that no longer exist (a hold deleted by TTL): (resource_id, slot, reservation id)
+    stale_entries: list = dataclasses.field(default_factory=list)
 
 
 class Store(Protocol):

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from . import rules, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
-from .layout import Shape, StoredResource, start_key_bound
+from .layout import Guard, Shape, StoredResource, start_key_bound
 from .model import Booking, Caller, ChangeEvent, ChangeKind, Reservation, Resource, Status
 from .ports import (
     NEIGHBOUR_LIMIT,
@@ -103,9 +103,12 @@ def find_conflicts(neighbours, booking: Booking, now_ns: int) -> tuple:
 
 
 def _fingerprint(reservation: Reservation, hold_for_ns: Optional[int]) -> str:
-    """What makes two reserve calls 'the same request' for idempotency."""
+    """What makes two reserve calls 'the same request' for idempotency. A request of one unit and no
+    hold keeps the first release's fingerprint, so its remembered request ids still replay."""
     parts = (reservation.user_id, reservation.resource_id, str(int(reservation.status)), str(reservation.start_ns),
-             str(reservation.end_ns), reservation.note, str(reservation.units), str(hold_for_ns))
+             str(reservation.end_ns), reservation.note)
+    if reservation.units != 1 or hold_for_ns is not None:
+        parts += (str(reservation.units), str(hold_for_ns))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -207,7 +210,7 @@ class ReservationService:
             before, after = rules.padding(target.resource)
             expires = rules.hold_expiry(target.resource, hold_for_ns, now) if status == Status.PENDING else 0
             booking = Booking(dataclasses.replace(wanted, expires_at_ns=expires), 1, before, after,
-                              pooled=target.shape.pool)
+                              pooled=target.shape.pool, slot_ns=target.shape.slot_ns)
             plan = WritePlan(caller.tenant)
             try:
                 self._place(plan, target, booking, now, moving=None)
@@ -321,9 +324,30 @@ class ReservationService:
             # guard), then decide again on what is left.
             self._expire(plan.tenant, self._expired_in(plan.tenant, booking, now_ns, _read_plan(target.definition)[2]))
             raise _ReadAgain()
-        self._displace(plan, displaceable, now_ns)
-        plan.guards += [GuardBump(reservation.resource_id, index, snapshot.guards.get(index, 0))
+        self._displace(plan, self._stored(plan, displaceable, now_ns, target.shape), now_ns)
+        plan.guards += [GuardBump(reservation.resource_id, snapshot.guards.get(index) or Guard(index))
                         for index in target.shape.slots(booking.padded_start_ns, booking.padded_end_ns)]
+
+    def _stored(self, plan: WritePlan, holds: list, now_ns: int, shape: Shape) -> list:
+        """The stored bookings of expired holds that guards listed (a guard keeps only their windows).
+        One that is gone (deleted by TTL) leaves the guards; one confirmed meanwhile means: read again."""
+        found = []
+        for hold in holds:
+            if hold.rev:
+                found.append(hold)
+                continue
+            try:
+                stored = self.store.get(plan.tenant, hold.reservation.id)
+            except StorageUnavailable as error:
+                raise unavailable() from error
+            if stored is None:
+                plan.stale_entries += [(hold.reservation.resource_id, index, hold.reservation.id)
+                                       for index in shape.slots(hold.padded_start_ns, hold.padded_end_ns)]
+            elif stored.reservation.expired(now_ns):
+                found.append(stored)
+            else:
+                raise _ReadAgain()
+        return found
 
     def _place_in_pool(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int,
                        moving: Optional[Booking]) -> None:
@@ -637,7 +661,8 @@ class ReservationService:
                                "units")
             self._check_bookable(target, moved.resource_id)
             before, after = rules.padding(target.resource)
-            stored = Booking(moved, current.rev + 1, before, after, pooled=target.shape.pool)
+            stored = Booking(moved, current.rev + 1, before, after, pooled=target.shape.pool,
+                             slot_ns=target.shape.slot_ns)
             plan = WritePlan(caller.tenant)
             if old.resource_id != moved.resource_id:
                 self._release(plan, current)

@@ -6,6 +6,7 @@ passes bookings that fit (no overlap on an exclusive resource, no cell over
 capacity in a pool). Normal traffic goes through the store's transactions.
 """
 
+import dataclasses
 import uuid
 
 from chalicelib import layout
@@ -17,7 +18,7 @@ BATCH_WRITE_LIMIT = 25
 
 def items_of(bookings: list, shape: Shape = Shape(), capacity: int = 1, tenant: str = DEFAULT_TENANT) -> list:
     """Every item the bookings of one shape leave, guards or buckets and longest records included."""
-    items, guards, buckets, longest = [], set(), {}, {}
+    items, guards, buckets, longest = [], {}, {}, {}
     for booking in bookings:
         reservation = booking.reservation
         items += [layout.reservation_item(tenant, booking), layout.booking_item(tenant, booking)]
@@ -26,12 +27,14 @@ def items_of(bookings: list, shape: Shape = Shape(), capacity: int = 1, tenant: 
                 counters = buckets.setdefault((reservation.resource_id, shape.bucket_of(cell)), {})
                 counters[cell] = counters.get(cell, 0) + reservation.units
         else:
-            guards.update((reservation.resource_id, index)
-                          for index in shape.slots(booking.padded_start_ns, booking.padded_end_ns))
+            booking = dataclasses.replace(booking, slot_ns=shape.slot_ns)
+            items[-2:] = [layout.reservation_item(tenant, booking), layout.booking_item(tenant, booking)]
+            for index in layout.slots_of(booking):
+                guards.setdefault((reservation.resource_id, index), []).append(booking)
         duration = reservation.end_ns - reservation.start_ns
         for user in (reservation.user_id, ""):
             longest[user] = max(duration, longest.get(user, 0))
-    items += [{**layout.guard_key(tenant, resource_id, index), "ver": {"N": "1"}} for resource_id, index in guards]
+    items += [layout.guard_item(tenant, resource_id, index, listed) for (resource_id, index), listed in guards.items()]
     for (resource_id, index), counters in buckets.items():
         start, _ = shape.bucket_span(index)
         items.append({**layout.bucket_key(tenant, resource_id, index), "cap": {"N": str(capacity)},

@@ -26,7 +26,7 @@ class FakeStore:
         self.lock = threading.RLock()
         self.definitions = {}  # (tenant, resource) -> StoredResource
         self.by_id = {}  # (tenant, reservation id) -> Booking
-        self.guards = {}  # (tenant, resource, slot) -> version
+        self.guards = {}  # (tenant, resource, slot) -> {"ver": int, "busy": {id: guard entry}, "dense": bool}
         self.buckets = {}  # (tenant, resource, index) -> {"cap": int, "used": {cell: units}}
         self.requests = {}  # (tenant, request id) -> (RememberedRequest, expires_at_s)
         self.longest_seen = {}  # (tenant, user id or "") -> ns
@@ -68,10 +68,13 @@ class FakeStore:
                     index = shape.bucket_of(cell)
                     buckets[index] = self._bucket(read.tenant, read.resource_id, index)
             else:
-                guards = {index: self.guards.get((read.tenant, read.resource_id, index), 0)
+                guards = {index: self._guard(read.tenant, read.resource_id, index)
                           for index in shape.slots(read.padded_start_ns, read.padded_end_ns)}
-                neighbours = tuple(b for b in self._resource_bookings(read.tenant, read.resource_id)
-                                   if b.overlaps(read.padded_start_ns, read.padded_end_ns))
+                if any(guard.dense for guard in guards.values()):
+                    neighbours = tuple(b for b in self._resource_bookings(read.tenant, read.resource_id)
+                                       if b.overlaps(read.padded_start_ns, read.padded_end_ns))
+                else:  # as the DynamoDB store: what the guards list
+                    neighbours = dynamo._listed(guards.values(), read.padded_start_ns, read.padded_end_ns)
             remembered = None
             if read.request_id and (read.tenant, read.request_id) in self.requests:
                 record, expires_at = self.requests[(read.tenant, read.request_id)]
@@ -81,6 +84,13 @@ class FakeStore:
                 self.definitions.get((read.tenant, read.resource_id)), guards, buckets,
                 neighbours[:LISTED_NEIGHBOURS] if more else neighbours, more, remembered,
                 self.longest_seen.get((read.tenant, read.user_id), 0), self.longest_seen.get((read.tenant, ""), 0))
+
+    def _guard(self, tenant, resource_id, index):
+        stored = self.guards.get((tenant, resource_id, index))
+        if stored is None:
+            return layout.guard_from(resource_id, index, None)
+        return layout.guard_from(resource_id, index, {"ver": {"N": str(stored["ver"])}, "busy": {"M": stored["busy"]},
+                                                      "dense": {"BOOL": stored["dense"]}})
 
     def _bucket(self, tenant, resource_id, index):
         stored = self.buckets.get((tenant, resource_id, index))
@@ -191,7 +201,7 @@ class FakeStore:
             if current is None or current.rev != booking.rev:
                 kinds.add("booking")
         for bump in plan.guards:
-            if self.guards.get((tenant, bump.resource_id, bump.index), 0) != bump.version:
+            if self._guard(tenant, bump.resource_id, bump.guard.index).version != bump.guard.version:
                 kinds.add("guard")
         for change in plan.buckets:
             stored = self.buckets.get((tenant, change.resource_id, change.index))
@@ -232,6 +242,23 @@ class FakeStore:
                 kinds.add("user")
         return kinds
 
+    def _apply_guard(self, tenant, resource_id, index, change):
+        """What chalicelib.dynamo._guard_actions asks DynamoDB to do to one guard."""
+        bump, sets = change["bump"], dict(change["set"])
+        if bump is not None and bump.version == 0:
+            dense = len(sets) > layout.GUARD_LISTED
+            self.guards[(tenant, resource_id, index)] = {"ver": 1, "busy": {} if dense else sets, "dense": dense}
+            return
+        stored = self.guards.setdefault((tenant, resource_id, index), {"ver": 1, "busy": {}, "dense": False})
+        if bump is not None:
+            stored["ver"] += 1
+            listed = {entry.reservation.id for entry in bump.entries}
+            if bump.dense or len(listed | set(sets)) > layout.GUARD_LISTED:
+                stored["dense"], sets = True, {}
+        stored["busy"].update(sets)
+        for reservation_id in change["remove"] - set(change["set"]):
+            stored["busy"].pop(reservation_id, None)
+
     def _apply(self, plan):
         tenant = plan.tenant
         for booking in plan.remove:
@@ -240,8 +267,8 @@ class FakeStore:
             self.by_id[(tenant, booking.reservation.id)] = booking
         for _, after in plan.change:
             self.by_id[(tenant, after.reservation.id)] = after
-        for bump in plan.guards:
-            self.guards[(tenant, bump.resource_id, bump.index)] = bump.version + 1
+        for (resource_id, index), change in dynamo._guard_changes(plan).items():
+            self._apply_guard(tenant, resource_id, index, change)
         for change in plan.buckets:
             key = (tenant, change.resource_id, change.index)
             stored = self.buckets.setdefault(key, {"cap": change.cap, "used": {}})

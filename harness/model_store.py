@@ -46,51 +46,47 @@ class ModelStore(FakeStore):
         self.partition_writes = []  # (time, "table"/index name, partition key, WCU)
         self._starts = {}  # (tenant, resource) -> sorted start keys
         self._by_start = {}  # (tenant, resource) -> {start key: Booking}
+        self._local = threading.local()
+        self.modelling = True  # False: no latency, no conflicts, nothing counted (to fill it up quickly)
 
     # ---- reads: one round each --------------------------------------------------------------
 
     def _round(self) -> None:
+        if not self.modelling:
+            return
         with self.flight_lock:
             self.counts["reads"] += 1
         time.sleep(self.read_s)
 
     def read_for_reserve(self, read):
-        snapshot = self._snapshot(read)
+        # FakeStore looks for the bookings around the window among all the resource's bookings; here only
+        # among those a store of chalicelib.dynamo would read (newest first until one ends before the
+        # window: stored exclusive bookings never overlap), found by bisection, so that a resource holding
+        # thousands of bookings costs this Python model no more than it costs DynamoDB
+        self._local.window = None if read.shape.pool else (read.padded_start_ns, read.padded_end_ns + read.lookback_ns)
+        try:
+            snapshot = super().read_for_reserve(read)
+        finally:
+            self._local.window = None
         self._round()
         return snapshot
 
-    def _snapshot(self, read):
-        if read.shape.pool:
-            return super().read_for_reserve(read)
-        with self.lock:
-            # the bookings around the window, newest first until one ends before it (as chalicelib.dynamo)
-            starts = self._starts.get((read.tenant, read.resource_id), [])
-            books = self._by_start.get((read.tenant, read.resource_id), {})
-            found = []
-            position = bisect.bisect_right(starts, layout.start_key_bound(read.padded_end_ns + read.lookback_ns))
-            while position > 0:
-                position -= 1
-                booking = books[starts[position]]
-                if booking.padded_end_ns <= read.padded_start_ns:
-                    break
-                if booking.overlaps(read.padded_start_ns, read.padded_end_ns):
-                    found.append(booking)
-            found.reverse()
-            more = len(found) >= NEIGHBOUR_LIMIT
-            guards = {index: self.guards.get((read.tenant, read.resource_id, index), 0)
-                      for index in read.shape.slots(read.padded_start_ns, read.padded_end_ns)}
-            remembered = None
-            if read.request_id and (read.tenant, read.request_id) in self.requests:
-                record, expires_at = self.requests[(read.tenant, read.request_id)]
-                remembered = record if expires_at > time.time() else None
-            return ReserveSnapshot(
-                self.definitions.get((read.tenant, read.resource_id)), guards, {},
-                tuple(found[:LISTED_NEIGHBOURS]) if more else tuple(found), more, remembered,
-                self.longest_seen.get((read.tenant, read.user_id), 0), self.longest_seen.get((read.tenant, ""), 0))
-
     def _resource_bookings(self, tenant, resource_id):
         books = self._by_start.get((tenant, resource_id), {})
-        return [books[key] for key in self._starts.get((tenant, resource_id), [])]
+        starts = self._starts.get((tenant, resource_id), [])
+        window = getattr(self._local, "window", None)
+        if window is None:
+            return [books[key] for key in starts]
+        start_ns, end_ns = window
+        found = []
+        position = bisect.bisect_right(starts, layout.start_key_bound(end_ns))
+        while position > 0:
+            position -= 1
+            booking = books[starts[position]]
+            if booking.padded_end_ns <= start_ns:
+                break
+            found.append(booking)
+        return found[::-1]
 
     def get(self, tenant, reservation_id):
         found = super().get(tenant, reservation_id)
@@ -110,6 +106,8 @@ class ModelStore(FakeStore):
     # ---- writes: one round, refused when an item is in another transaction ---------------------
 
     def commit(self, plan):
+        if not self.modelling:
+            return super().commit(plan)
         actions = dynamo._actions(plan)
         keys = {layout.pair(_key_of(action)) for _, action in actions}
         with self.flight_lock:
@@ -157,15 +155,6 @@ class ModelStore(FakeStore):
         if self._by_start.get(key, {}).pop(start, None) is not None:
             starts = self._starts[key]
             del starts[bisect.bisect_left(starts, start)]
-
-    def load(self, tenant, bookings, shape) -> None:
-        """Put bookings in place without transactions (setup): bookings, guards (version 1), longest."""
-        with self.lock:
-            for booking in bookings:
-                self.by_id[(tenant, booking.reservation.id)] = booking
-                self._index(tenant, booking)
-                for index in shape.slots(booking.padded_start_ns, booking.padded_end_ns):
-                    self.guards.setdefault((tenant, booking.reservation.resource_id, index), 1)
 
     # ---- write units per partition --------------------------------------------------------------
 

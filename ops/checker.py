@@ -11,6 +11,9 @@ Every item is decoded through chalicelib.layout. What it checks:
   resource (nothing of one tenant is reachable from another);
 * overlap: two bookings of an exclusive resource whose padded windows
   overlap (expired holds included: whoever takes their time removes them);
+* guard: a booking of an exclusive resource that a guard of its slots does
+  not list (unless that guard is dense), or lists with another window, or a
+  guard listing a live reservation that does not exist;
 * capacity: a pool cell whose bookings take more units than its bucket's
   capacity, or whose counter differs from the units of its bookings;
 * index: a booking whose index keys (uk, tk, start_key, hold keys) disagree
@@ -51,7 +54,7 @@ class Table:
 
     def __init__(self, items):
         self.reservations, self.bookings, self.definitions = {}, {}, {}
-        self.buckets, self.longest, self.events, self.requests = {}, {}, {}, []
+        self.buckets, self.longest, self.events, self.requests, self.guards = {}, {}, {}, [], {}
         self.problems = []
         for item in items:
             try:
@@ -77,6 +80,8 @@ class Table:
             self.definitions[(tenant, layout.resource_of(pk))] = layout.definition_from(item)
             if item.get("dk", {}).get("S", tenant) != tenant:
                 self.problems.append(f"tenant: definition {pk} is listed for tenant {item['dk']['S']}")
+        elif kind == "guard":
+            self.guards[(tenant, layout.resource_of(pk), layout.guard_index_of(item["sk"]["S"]))] = item
         elif kind == "bucket":
             self.buckets[(tenant, layout.resource_of(pk), layout.bucket_index_of(item["sk"]["S"]))] = item
         elif kind in ("user", "tenant"):
@@ -97,6 +102,7 @@ def check(client, table: str, now_ns: int = None) -> list:
     problems += _twins(seen)
     problems += _keys(seen)
     problems += _overlaps_and_capacity(seen)
+    problems += _guards(seen, now_ns)
     problems += _lookback(seen)
     problems += _requests(seen)
     problems += _events(seen, now_ns)
@@ -164,6 +170,35 @@ def _overlaps_and_capacity(seen: Table) -> list:
                                 f"{resource_id} (tenant {tenant})")
             if latest is None or booking.padded_end_ns > latest.padded_end_ns:
                 latest = booking
+    return problems
+
+
+def _guards(seen: Table, now_ns: int) -> list:
+    problems = []
+    for (tenant, reservation_id), (booking, _) in seen.bookings.items():
+        if booking.pooled:
+            continue
+        resource_id = booking.reservation.resource_id
+        for index in layout.slots_of(booking):
+            item = seen.guards.get((tenant, resource_id, index))
+            if item is None:
+                problems.append(f"guard: reservation {reservation_id} of {resource_id} (tenant {tenant}) has no "
+                                f"guard for its slot {index}")
+                continue
+            guard = layout.guard_from(resource_id, index, item)
+            listed = {entry.reservation.id: entry for entry in guard.entries}
+            if not guard.dense and reservation_id not in listed:
+                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) does not list "
+                                f"reservation {reservation_id}")
+            elif reservation_id in listed and item["busy"]["M"][reservation_id] != layout.guard_entry(booking):
+                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
+                                f"{reservation_id} with another window")
+    for (tenant, resource_id, index), item in seen.guards.items():
+        for entry in layout.guard_from(resource_id, index, item).entries:
+            gone = (tenant, entry.reservation.id) not in seen.bookings.keys() | seen.reservations.keys()
+            if gone and not entry.reservation.expired(now_ns):
+                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
+                                f"{entry.reservation.id}, which does not exist")
     return problems
 
 

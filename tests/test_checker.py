@@ -156,6 +156,11 @@ def problems(table) -> list:
     return checker.check(table["client"], TABLE)
 
 
+def unguarded(found: list) -> list:
+    """The problems besides what guards say (a booking put by hand is in no guard's list)."""
+    return [problem for problem in found if not problem.startswith("guard:")]
+
+
 def only(kind: str, found: list) -> list:
     assert found, "the checker found nothing"
     assert all(problem.startswith(kind) for problem in found), found
@@ -233,12 +238,14 @@ def test_hold_index_keys_that_disagree_with_the_status_are_reported(table):
     put(table, {**layout.booking_item("team-b", confirmed), "hk": {"S": layout.hold_shard(confirmed.reservation.id)},
                 "hexp": {"N": "1"}})
     assert only("index:", problems(table)) == [f"index: booking {confirmed.reservation.id} has hold index keys"]
-    pending = layout.Booking(dataclasses.replace(confirmed.reservation, status=Status.PENDING,
-                                                 expires_at_ns=time.time_ns() + HOUR_NS), rev=confirmed.rev)
+    pending = dataclasses.replace(confirmed, last_event_ns=0, reservation=dataclasses.replace(
+        confirmed.reservation, status=Status.PENDING, expires_at_ns=time.time_ns() + HOUR_NS))
     unindexed = layout.booking_item("team-b", pending)
     del unindexed["hk"], unindexed["hexp"]  # the sweep would never find it
     put(table, layout.reservation_item("team-b", pending), unindexed)
-    assert only("index:", problems(table)) == [f"index: booking {confirmed.reservation.id} lacks hold index keys"]
+    # (the guards still list it as confirmed: a hand-made change, not one the service makes)
+    assert only("index:", unguarded(problems(table))) == [
+        f"index: booking {confirmed.reservation.id} lacks hold index keys"]
 
 
 def test_a_booking_the_tenant_index_does_not_return_is_reported(table):
@@ -252,11 +259,12 @@ def test_a_booking_the_tenant_index_does_not_return_is_reported(table):
 
 def test_overlapping_bookings_of_an_exclusive_resource_are_reported(table):
     first = stored(table, "displacer")  # room, 14:00-15:00 (+10 min buffer after)
-    twin = layout.Booking(dataclasses.replace(first.reservation, id="00000000-0000-4000-8000-000000000001",
-                                              start_ns=first.reservation.end_ns + 5 * 60 * 10**9,
-                                              end_ns=first.reservation.end_ns + 35 * 60 * 10**9))
+    twin = dataclasses.replace(first, last_event_ns=0, reservation=dataclasses.replace(
+        first.reservation, id="00000000-0000-4000-8000-000000000001", start_ns=first.reservation.end_ns + 5 * 60 * 10**9,
+        end_ns=first.reservation.end_ns + 35 * 60 * 10**9))
     put(table, layout.reservation_item("team-b", twin), layout.booking_item("team-b", twin))
-    assert only("overlap:", problems(table)) == [f"overlap: {first.reservation.id} and {twin.reservation.id} of "
+    # (no guard lists the hand-made twin either: reported as such)
+    assert only("overlap:", unguarded(problems(table))) == [f"overlap: {first.reservation.id} and {twin.reservation.id} of "
                                                  f"resource room (tenant team-b)"]
 
 

@@ -175,10 +175,6 @@ def test_migrated_reservations_change_like_any_other(v2, first_release):
 
 
 def test_a_request_id_of_the_first_release_replays_after_migration(v2):
-    # BUG: ops/migrate.py keeps request-id items as the first release wrote them, but v2 fingerprints a reserve
-    # with its units and hold_for too (chalicelib.service._fingerprint): a client retrying, within the 24 h a
-    # request id is remembered, a reserve it sent before the migration gets ALREADY_EXISTS ("request_id ... was
-    # already used for a different reservation") instead of the reservation it made.
     _, user, resource, status, start, end, note = V1_RESERVATIONS[0]
     retry = pb.ReserveRequest(reservation=pb.Reservation(user_id=user, resource_id=resource, status=status,
                                                          note=note, start=stamp((start - T0) / MINUTE_NS),
@@ -189,10 +185,6 @@ def test_a_request_id_of_the_first_release_replays_after_migration(v2):
 
 
 def test_a_resource_id_the_first_release_stored_unnormalized_is_the_same_resource_after_migration(dynamodb, call):
-    # BUG: the first release stored ids as sent, so a table of it can hold "Salle-é" written in NFD; v2 takes ids
-    # NFC-normalized (issue 12: the same name typed on two keyboards is the same resource), but ops/migrate.py
-    # files the migrated booking under the NFD id as it was: a v2 reserve of the same window of "Salle-é" (NFC)
-    # does not see it and double-books the room. (User ids alike: by_user queries of the NFC id miss them.)
     nfd = unicodedata.normalize("NFD", "Salle-é")
     made = str(uuid.uuid4())
     for item in v1_items([(made, "alice", nfd, 2, minutes(600), minutes(660), "")]):
