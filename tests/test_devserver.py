@@ -3,6 +3,7 @@ And what it runs beside the API (devserver/background.py): the hold sweep and th
 import concurrent.futures
 import datetime
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -66,16 +67,49 @@ def test_grpc_servers_do_not_share_a_port():
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_stopped_server_exits_within_5_seconds(stop_signal):
+    """Also with `listen` streams open on both endpoints: they end with the server, they do not hold it up."""
+    from tests.test_listen import ConnectListener, GrpcListener
+
     server = LocalServer()
+    listeners = []
     try:
         start = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
         ReservationClient(server.url).reserve("room", "alice", start, start + datetime.timedelta(hours=1))
+        listeners += [GrpcListener(server, pb.ListenRequest()), ConnectListener(server, pb.ListenRequest())]
+        time.sleep(0.5)
+        assert not any(listener.finished.is_set() for listener in listeners)
         server.process.send_signal(stop_signal)
         began = time.monotonic()
         assert server.process.wait(timeout=10) == 0
         assert time.monotonic() - began < 5
+        assert all(listener.finished.wait(5) for listener in listeners)
     finally:
+        for listener in listeners:
+            listener.close()
         server.stop()
+
+
+def _threads_of(process) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/task"))
+
+
+def test_connect_listeners_that_leave_give_their_thread_back(local_server):
+    """make serve's Connect endpoint serves each connection on a thread of its own: a `listen` whose client
+    went away must notice (at its next poll) and end, or every listener ever opened would keep polling."""
+    from tests.test_listen import ConnectListener
+
+    before = _threads_of(local_server.process)
+    listeners = [ConnectListener(local_server, pb.ListenRequest(resource_id=f"room-{n}")) for n in range(10)]
+    try:
+        time.sleep(0.5)
+        assert _threads_of(local_server.process) >= before + 10
+    finally:
+        for listener in listeners:
+            listener.close()
+    deadline = time.monotonic() + 5
+    while _threads_of(local_server.process) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _threads_of(local_server.process) <= before
 
 
 # ---- what runs beside the API (devserver/background.py): the hold sweep and the change-feed push ----------------
@@ -144,10 +178,9 @@ def test_the_sweep_removes_expired_holds_of_every_tenant_with_their_events(dynam
 
 
 def test_the_sweep_gives_a_pools_units_back(dynamodb, scheduled):
-    # BUG: two expired holds of one pool in one bucket make the sweep's transaction update that bucket twice
-    # (ReservationService._expire_batch in chalicelib/service.py does not merge its BucketChanges per bucket);
-    # DynamoDB refuses it (ValidationException "multiple operations on one item"), DynamoStore.commit re-raises
-    # it as is, and the whole sweep fails, every round, for every tenant (see tests/test_listen.py).
+    # Regression (fixed in 570341e): two expired holds of one pool in one bucket made the sweep's transaction
+    # update that bucket twice; DynamoDB refused it ("multiple operations on one item") and the whole sweep
+    # failed, every round, for every tenant (see tests/test_listen.py).
     api = default_api()
     background.start_sweep(1)
     ((_, sweep, _),) = scheduled
@@ -211,10 +244,9 @@ def test_the_stream_pump_publishes_each_change_event_once(local_server):
 
 
 def test_a_move_to_another_resource_is_published_once(local_server):
-    # BUG: a reschedule to another resource writes its event in both resources' feeds (chalicelib/layout.py
-    # event_partitions), and chalicelib/publish.entries_from_records turns every inserted event item into an
-    # EventBridge event: subscribers get the same reservation.rescheduled twice (identical detail). Only the
-    # copy in the event's own partition (the one carrying the tenant and user index keys) should be published.
+    # Regression (fixed in 570341e): a reschedule to another resource writes its event in both resources'
+    # feeds, and every inserted event item used to become an EventBridge event: subscribers got the same
+    # reservation.rescheduled twice.
     pump, published = _pump_of(local_server)
     tenant = f"team-{uuid.uuid4().hex[:8]}"
     headers = {"x-tenant-id": tenant}

@@ -391,6 +391,34 @@ def test_listen_keeps_tenants_apart(server, stub):
         listener.close()
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "connect"])
+def test_a_move_to_another_resource_reaches_every_scope_once(server, stub, protocol):
+    tenant, user, old, new = unique("team"), unique("user"), unique("room"), unique("room")
+    scopes = {"user": {"user_id": user}, "tenant": {}, "old": {"resource_id": old}, "new": {"resource_id": new}}
+    listeners = {}
+    try:
+        for name, scope in scopes.items():
+            listeners[name] = LISTENERS[protocol](server, pb.ListenRequest(
+                after=cursor_now(stub, tenant=tenant, **scope), **scope), tenant=tenant)
+        made = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=old, user=user)), timeout=10,
+                            metadata=metadata_of(tenant)).reservation
+        stub.reschedule(pb.RescheduleRequest(id=made.id, start=stamp(0), end=stamp(60), resource_id=new),
+                        timeout=10, metadata=metadata_of(tenant))
+        expected = {"user": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
+                    "tenant": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
+                    "old": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED], "new": [pb.RESERVATION_RESCHEDULED]}
+        for name, kinds in expected.items():
+            got = [next_event(listeners[name])[0] for _ in kinds]
+            assert [e.kind for e in got] == kinds, name
+            assert (got[-1].before.resource_id, got[-1].reservation.resource_id) == (old, new)
+        assert {name: quiet(listener, 0) for name, listener in listeners.items()} == {name: [] for name in scopes}
+        time.sleep(1)
+        assert {name: quiet(listener, 0) for name, listener in listeners.items()} == {name: [] for name in scopes}
+    finally:
+        for listener in listeners.values():
+            listener.close()
+
+
 # ---- resuming ------------------------------------------------------------------------------------------------
 
 
@@ -506,13 +534,9 @@ def test_a_hold_swept_locally_is_in_the_feed_and_on_the_eventbridge_lines(server
 
 
 def test_many_holds_are_swept_together_and_pools_get_their_units_back(server, stub):
-    # BUG: the sweep never removes two expired holds of one pool that share a bucket. ReservationService.
-    # _expire_batch (chalicelib/service.py) appends one BucketChange per hold without merging them per bucket
-    # (reserve's _displace merges them), so its transaction updates one bucket item twice; DynamoDB refuses
-    # that (ValidationException "multiple operations on one item"), which DynamoStore.commit re-raises as is,
-    # so the fallback to one hold per write never runs: the whole sweep round fails (make serve prints "hold
-    # sweep failed" every SWEEP_SECONDS), and with it the sweep of every other hold of every tenant, until
-    # those holds are cancelled or displaced. On AWS the scheduled app.sweep_expired_holds fails every minute.
+    # Regression (fixed in 570341e): the sweep never removed two expired holds of one pool that share a
+    # bucket: its transaction updated the bucket item once per hold, DynamoDB refused it ("multiple operations
+    # on one item") and the whole sweep round failed, every round, for every hold of every tenant.
     pool = unique("pool")
     stub.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=30,
                                                                        step=Duration(seconds=900))), timeout=10)

@@ -102,8 +102,8 @@ def problems_of(local_server, *resources: str) -> list:
 
 
 def test_eight_threads_racing_for_one_window_one_wins(local_server):
-    # BUG (now and then): two winners, see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_
-    # cannot_double_book
+    # Regression (fixed in 570341e): now and then two winners, see
+    # test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_double_book
     threads, resources = 8, []
     for _ in range(5):
         resource = unique("hot")
@@ -268,8 +268,8 @@ def test_eight_threads_racing_for_a_pool_of_three_three_win(local_server):
 
 
 def test_eight_threads_moving_into_one_window_one_wins(local_server):
-    # BUG (now and then): two moves win, as reserves do (reschedule reads through the same read_for_reserve):
-    # see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_double_book
+    # Regression (fixed in 570341e): now and then two moves won, as reserves did (reschedule reads through
+    # the same read_for_reserve): see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_...
     resource = unique("move")
     with ReservationServiceClientSync(local_server.url) as client:
         made = [client.reserve(pb.ReserveRequest(reservation=reservation(
@@ -289,38 +289,51 @@ def test_the_whole_table_of_make_serve_is_consistent_after_all_of_it(local_serve
     assert checker.check(local_server.dynamodb(), local_server.table) == []
 
 
-class QueryThenChangeThenBatch:
-    """A DynamoDB client whose next reserve read runs its Query of bookings, then lets `between` happen,
-    then its BatchGetItem of guards: the order the store's two concurrent reads may take on their own."""
+class CompetingWriteDuringTheRead:
+    """A DynamoDB client that, once armed, lets `between` (a competing write) commit in the middle of the next
+    reserve's read: just after its Query of bookings if it makes one (a BatchGetItem of guards running beside
+    that Query waits for the write), else just after its BatchGetItem."""
 
     def __init__(self, client, between):
-        self.client, self.between, self.queried, self.armed = client, between, threading.Event(), False
+        self.client, self.between, self.armed = client, between, False
+        self.query_started, self.changed = threading.Event(), threading.Event()
 
     def __getattr__(self, name):
         return getattr(self.client, name)
 
+    def _change(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.between()
+            self.changed.set()
+
     def query(self, **arguments):
+        if not self.armed:
+            return self.client.query(**arguments)
+        self.query_started.set()
         try:
             return self.client.query(**arguments)
         finally:
-            self.queried.set()
+            self._change()
 
     def batch_get_item(self, **arguments):
-        if self.armed:
-            self.armed = False
-            assert self.queried.wait(10)
-            self.between()
-        return self.client.batch_get_item(**arguments)
+        if not self.armed:
+            return self.client.batch_get_item(**arguments)
+        if self.query_started.wait(0.5):  # a Query of the same read is under way: the write lands before this
+            assert self.changed.wait(10)
+            return self.client.batch_get_item(**arguments)
+        try:
+            return self.client.batch_get_item(**arguments)
+        finally:
+            self._change()
 
 
 def test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_double_book(dynamodb):
-    # BUG: DynamoStore.read_for_reserve (chalicelib/dynamo.py) reads the guards (BatchGetItem) and the
-    # bookings around the window (Query, on a pool thread) at the same time. When a competing reserve commits
-    # between the two reads, the snapshot holds the guard's NEW version but not the booking that came with
-    # it: the transaction, conditioned only on that guard version, commits, and the two reservations overlap.
-    # The guards must be read no later than the bookings (read them first, or re-check them after). This is
-    # what makes the 8-thread race above end with two winners now and then (seen ~2 in 40 rounds on make
-    # serve, with `overlap` reported by ops.checker).
+    # Regression (fixed in 570341e): DynamoStore.read_for_reserve read the guards (BatchGetItem) and the
+    # bookings around the window (Query, on a pool thread) at the same time. When a competing reserve
+    # committed between the two reads, the snapshot held the guard's NEW version but not the booking that
+    # came with it: the transaction, conditioned only on that guard version, committed, and the two
+    # reservations overlapped (seen ~2 in 40 rounds of the 8-thread race on make serve).
     from chalicelib.api import CallContext
     from chalicelib.dynamo import DynamoStore
     from chalicelib.errors import ServiceError
@@ -331,7 +344,7 @@ def test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_doub
     first.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
         id="room", max_duration=Duration(seconds=7200))), CallContext())
     won = []
-    client = QueryThenChangeThenBatch(dynamodb, lambda: won.append(first.reserve(pb.ReserveRequest(
+    client = CompetingWriteDuringTheRead(dynamodb, lambda: won.append(first.reserve(pb.ReserveRequest(
         reservation=reservation(resource="room", user="alice", start=0, end=60)), CallContext()).reservation))
     second = build_api(DynamoStore(TABLE, client))
     second.reserve(pb.ReserveRequest(reservation=reservation(resource="room", user="carol", start=180, end=240)),
@@ -342,6 +355,7 @@ def test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_doub
                                                                         end=90)), CallContext()).reservation
     except ServiceError as error:
         assert error.code.value == "failed_precondition" and won[0].id in error.message
+        assert not client.armed  # the competing write did land during the read
     else:
         pytest.fail(f"{late.id} [00:30, 01:30) was booked over {won[0].id} [00:00, 01:00); the checker: "
                     f"{checker.check(dynamodb, TABLE)}")
