@@ -8,6 +8,7 @@ other rules apply to reservations already made is in docs/api.md.
 
 import dataclasses
 import logging
+import random
 import time
 import uuid
 from typing import Callable, Optional
@@ -27,7 +28,19 @@ MAX_LABEL_KEY = 64
 MAX_LABEL_VALUE = 256
 DURATION_RULES = ("min_duration_ns", "max_duration_ns", "step_ns", "buffer_before_ns", "buffer_after_ns",
                   "min_notice_ns", "max_advance_ns", "hold_for_ns")
+WRITE_ATTEMPTS = 8
 log = logging.getLogger(__name__)
+
+
+def _unknown_or_unavailable(maybe_written: bool, resource_id: str) -> ServiceError:
+    if not maybe_written:
+        return unavailable()
+    return ServiceError(Code.UNKNOWN, f"storage failed while defining resource {resource_id}: the definition may "
+                                      "have been stored; get it to find out, or define it again")
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.25, 0.01 * 2**attempt)))
 
 
 def _rule_name(field: str) -> str:
@@ -88,12 +101,18 @@ class ResourceService:
     def define(self, tenant: str, wanted: Resource) -> Resource:
         """Create a resource or change its rules (storage shape and capacity changes are checked)."""
         resource = check_resource(wanted)
-        for _ in range(8):
+        maybe_written = False
+        for attempt in range(WRITE_ATTEMPTS):
             now = self.clock()
-            current = self._read(tenant, resource.id)
+            try:
+                current = self.store.read_definition(tenant, resource.id)
+            except StorageUnavailable as error:
+                raise _unknown_or_unavailable(maybe_written, resource.id) from error
             shape = current.shape if current is not None else shape_for(resource)
             self._check_shape(resource, shape, current)
             if current is not None and current.live and current.resource == resource:
+                if shape.pool:
+                    self._settle_capacity(tenant, current, None, now)  # finish a change a lost answer cut short
                 return resource
             capacity_changed = current is not None and shape.pool and current.resource.capacity != resource.capacity
             if capacity_changed:
@@ -110,14 +129,16 @@ class ResourceService:
             try:
                 self.store.commit(plan)
             except StaleWrite:
+                _backoff(attempt)
                 continue
-            except Exception as error:  # OutcomeUnknown: the next read tells
-                log.warning("define_resource outcome unknown", exc_info=error)
+            except OutcomeUnknown:
+                maybe_written = True  # the next read tells
+                _backoff(attempt)
                 continue
             finally:
                 self.hints.pop((tenant, resource.id), None)
-            if capacity_changed:
-                self._recap(tenant, current, stored, now)
+            if shape.pool:
+                self._settle_capacity(tenant, stored, current if capacity_changed else None, now)
             return resource
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource.id}; retry")
 
@@ -162,32 +183,65 @@ class ResourceService:
                          f"{validate.iso(end)}), more than the capacity {resource.capacity} asked; cancel or move "
                          f"reservations there first")
 
-    def _recap(self, tenant: str, before: StoredResource, after: StoredResource, now_ns: int) -> None:
-        """Give every future bucket the new capacity; undo the change if reservations made meanwhile
-        (by writers that read the old capacity) no longer fit it."""
-        shape, new = after.shape, after.resource.capacity
-        buckets = self._future_buckets(tenant, after.resource.id, shape, now_ns)
-        done = []
-        for bucket in buckets:
-            recap = BucketRecap(after.resource.id, shape, bucket.index, bucket.cap, new, now_ns)
+    def _settle_capacity(self, tenant: str, stored: StoredResource, before: Optional[StoredResource],
+                         now_ns: int) -> None:
+        """Give every bucket from now on the definition's capacity. A bucket where reservations made
+        meanwhile (by writers that read the old capacity) do not fit the new one undoes the change;
+        storage failures leave it under way: defining the resource again finishes it."""
+        shape, new, resource_id = stored.shape, stored.resource.capacity, stored.resource.id
+        for attempt in range(WRITE_ATTEMPTS):
             try:
-                self.store.commit(WritePlan(tenant, recaps=[recap]))
-                done.append(recap)
-            except (StaleWrite, Exception):  # noqa: BLE001 - undo below whatever the reason
-                self._undo_capacity(tenant, before, after, done)
-                raise failed(f"resource {after.resource.id}: reservations made while the capacity changed do not "
-                             f"fit {new}; the capacity stays {before.resource.capacity}") from None
+                pending = [bucket for bucket in self.store.read_buckets(
+                    tenant, resource_id, shape, shape.bucket_of(now_ns), shape.bucket_of(now_ns) + 10**12)
+                    if bucket.cap != new]
+            except StorageUnavailable:
+                break
+            if not pending:
+                return
+            for bucket in pending:
+                try:
+                    self.store.commit(WritePlan(tenant, recaps=[
+                        BucketRecap(resource_id, shape, bucket.index, bucket.cap, new, now_ns)]))
+                except StaleWrite:
+                    if new < bucket.cap and self._over(tenant, stored, bucket.index, new, now_ns):
+                        self._undo_capacity(tenant, stored, before or dataclasses.replace(
+                            stored, resource=dataclasses.replace(stored.resource, capacity=bucket.cap)), now_ns)
+                        raise failed(f"resource {resource_id}: reservations made while the capacity changed do not "
+                                     f"fit {new}; the capacity stays {before.resource.capacity if before else bucket.cap}"
+                                     ) from None
+                    _backoff(attempt)
+                    break  # its capacity changed meanwhile: read the buckets again
+                except (OutcomeUnknown, StorageUnavailable):
+                    _backoff(attempt)
+                    break  # read again: a lost answer may have applied it
+        # UNKNOWN, not UNAVAILABLE: the definition was stored, only some of its buckets follow it yet
+        raise ServiceError(Code.UNKNOWN, f"resource {resource_id}: capacity {new} is stored but storage failed while "
+                                         "applying it; define the resource again (same fields) to finish it")
 
-    def _undo_capacity(self, tenant: str, before: StoredResource, after: StoredResource, done: list) -> None:
+    def _over(self, tenant: str, stored: StoredResource, index: int, capacity: int, now_ns: int) -> bool:
+        """Does a bucket hold more units than `capacity` in a cell that is not over yet?"""
+        shape = stored.shape
+        try:
+            buckets = self.store.read_buckets(tenant, stored.resource.id, shape, index, index)
+        except StorageUnavailable:
+            return False  # not known: the caller retries and reads again
+        return any(used > capacity and shape.grid.next_point(cell + 1) > now_ns
+                   for bucket in buckets for cell, used in bucket.used)
+
+    def _undo_capacity(self, tenant: str, after: StoredResource, before: StoredResource, now_ns: int) -> None:
+        """Put the definition and the buckets back to the capacity of `before`."""
         restored = dataclasses.replace(before, rev=after.rev + 1, crev=after.crev + 1,
                                        last_event_ns=after.last_event_ns + 1)
-        undo = [BucketRecap(recap.resource_id, recap.shape, recap.index, recap.new_cap, recap.old_cap, recap.from_ns)
-                for recap in done]
-        self.store.commit(WritePlan(tenant, definitions=[DefinitionWrite(restored, after.rev)], events=[
-            ChangeEvent(ChangeKind.RESOURCE_DEFINED, restored.last_event_ns, uuid.uuid4().hex,
-                        before.resource.id, resource=before.resource)]))
-        for recap in undo:
-            self.store.commit(WritePlan(tenant, recaps=[recap]))
+        try:
+            self.store.commit(WritePlan(tenant, definitions=[DefinitionWrite(restored, after.rev)], events=[
+                ChangeEvent(ChangeKind.RESOURCE_DEFINED, restored.last_event_ns, uuid.uuid4().hex,
+                            before.resource.id, resource=before.resource)]))
+        except (StaleWrite, OutcomeUnknown, StorageUnavailable):
+            raise ServiceError(Code.UNKNOWN, f"resource {after.resource.id}: reservations made meanwhile do not fit "
+                                             f"capacity {after.resource.capacity}, and putting back "
+                                             f"{before.resource.capacity} failed; get the resource to see which "
+                                             "capacity it has, and define it again") from None
+        self._settle_capacity(tenant, restored, None, now_ns)
 
     def get(self, tenant: str, resource_id: str) -> Resource:
         resource_id = validate.name("id", resource_id)
