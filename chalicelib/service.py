@@ -55,7 +55,8 @@ class Conflict(ServiceError):
     """A claim does not fit: `blocking` (the first LISTED_CONFLICTS) are in the way, `total` in all."""
 
     def __init__(self, resource_id: str, requested: Reservation, blocking: list, total: int,
-                 full_window: tuple = (), units_free: int = 0, capacity: int = 1, at_least: bool = False):
+                 full_window: tuple = (), units_free: int = 0, capacity: int = 1, at_least: bool = False,
+                 buffers: tuple = (0, 0)):
         self.resource_id = resource_id
         self.requested = requested
         self.blocking = tuple(blocking[:LISTED_CONFLICTS])
@@ -73,6 +74,10 @@ class Conflict(ServiceError):
                        f"taken by {listed}{more}")
         else:
             message = f"resource {resource_id} is already reserved in the requested window by {listed}{more}"
+            if any(buffers) or any(b.buffer_before_ns or b.buffer_after_ns for b in self.blocking):
+                before, after = buffers
+                message += (f" (its buffers keep free time around reservations: {validate.duration_text(before)} "
+                            f"before and {validate.duration_text(after)} after)")
         super().__init__(Code.FAILED_PRECONDITION, message)
 
 
@@ -318,7 +323,8 @@ class ReservationService:
         if blocking:
             raise Conflict(reservation.resource_id, reservation, blocking,
                            NEIGHBOUR_LIMIT if snapshot.more_neighbours else len(blocking),
-                           at_least=snapshot.more_neighbours)
+                           at_least=snapshot.more_neighbours,
+                           buffers=(booking.buffer_before_ns, booking.buffer_after_ns))
         if snapshot.more_neighbours or len(displaceable) > DISPLACE_LIMIT:
             # Too many expired holds in the way for one write: remove them first (freeing time needs no
             # guard), then decide again on what is left.
