@@ -43,14 +43,16 @@ def missing_accept_means_anything(event, get_response):
     return get_response(event)
 
 
-@app.route("/" + SERVICE_NAME + "/{method}", methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
-           content_types=["*/*"],
-           authorizer=IAMAuthorizer() if os.environ.get("REQUIRE_IAM_AUTH") == "true" else None)
+@app.route(
+    "/" + SERVICE_NAME + "/{method}",
+    methods=["POST", "GET", "PUT", "PATCH", "DELETE"],
+    content_types=["*/*"],
+    authorizer=IAMAuthorizer() if os.environ.get("REQUIRE_IAM_AUTH") == "true" else None,
+)
 def connect_call(method):
     request = app.current_request
     principal = (request.context or {}).get("identity", {}).get("userArn")
-    answer = connect.handle(default_api(), method, request.method, request.headers, request.raw_body or b"",
-                            principal)
+    answer = connect.handle(default_api(), method, request.method, request.headers, request.raw_body or b"", principal)
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
 

@@ -18,6 +18,7 @@ TENANT_SOURCE=header (make serve); see chalicelib.tenancy.
 reads the table from RESERVATION_TABLE (and AWS settings from the usual
 environment); SIGTERM or Ctrl-C stop it after the calls in flight finish.
 """
+
 import argparse
 import concurrent.futures
 import errno
@@ -41,8 +42,9 @@ from chalicelib.tenancy import caller_from
 
 SHUTDOWN_GRACE_SECONDS = 10
 # grpcio spells CANCELED with two Ls; every other name is the same
-GRPC_CODES = {code: getattr(grpc.StatusCode, "CANCELLED" if code is Code.CANCELED else code.name).value[0]
-              for code in Code}
+GRPC_CODES = {
+    code: getattr(grpc.StatusCode, "CANCELLED" if code is Code.CANCELED else code.name).value[0] for code in Code
+}
 MAX_LISTENERS = 64  # open `listen` streams, each on a thread of its own beside the workers
 MAX_DETAILS_BYTES = 8 * 1024  # rich details travel in a trailer; gRPC refuses metadata past 16 KiB
 # grpcio sets SO_REUSEPORT by default: a second server on a busy port would bind it too, and
@@ -96,15 +98,17 @@ def _abort(context, failure: Exception) -> None:
     context.abort_with_status(_status_of(error))
 
 
-def _handler(api: ReservationApi, method, places: threading.BoundedSemaphore = None,
-             limit: int = 0) -> grpc.RpcMethodHandler:
+def _handler(
+    api: ReservationApi, method, places: threading.BoundedSemaphore | None = None, limit: int = 0
+) -> grpc.RpcMethodHandler:
     """The grpcio handler of one method; a stream that stays open (listen) first takes one of `limit` places."""
     decode, encode = method.request_type.FromString, method.response_type.SerializeToString
     if not method.server_streaming:
+
         def unary(request, context):
             try:
                 return method.call(api, request, _context_of(context))
-            except Exception as failure:  # noqa: BLE001 - every failure becomes a status
+            except Exception as failure:
                 _abort(context, failure)
 
         return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=decode, response_serializer=encode)
@@ -113,46 +117,58 @@ def _handler(api: ReservationApi, method, places: threading.BoundedSemaphore = N
         try:
             reply = method.call(api, request, _context_of(context))
             yield from reply
-        except Exception as failure:  # noqa: BLE001 - every failure becomes a status
+        except Exception as failure:
             _abort(context, failure)
         context.set_trailing_metadata(tuple(reply.trailers.items()))
 
     def open_stream(request, context):
         if not places.acquire(blocking=False):
-            _abort(context, ServiceError(Code.RESOURCE_EXHAUSTED, f"too many open {method.name} streams "
-                                                                  f"({limit}); retry later"))
+            _abort(
+                context,
+                ServiceError(Code.RESOURCE_EXHAUSTED, f"too many open {method.name} streams ({limit}); retry later"),
+            )
         try:
             yield from stream(request, context)
         finally:
             places.release()
 
     if places is not None:
-        return grpc.unary_stream_rpc_method_handler(open_stream, request_deserializer=decode,
-                                                    response_serializer=encode)
+        return grpc.unary_stream_rpc_method_handler(
+            open_stream, request_deserializer=decode, response_serializer=encode
+        )
 
     return grpc.unary_stream_rpc_method_handler(stream, request_deserializer=decode, response_serializer=encode)
 
 
-def build_server(api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8,
-                 listeners: int = MAX_LISTENERS):
+def build_server(
+    api: ReservationApi, host: str = "127.0.0.1", port: int = 50051, workers: int = 8, listeners: int = MAX_LISTENERS
+):
     """A started server; returns (server, bound port). PortUnavailable if the port cannot be bound.
     `workers` threads serve the calls, and up to `listeners` more the open `listen` streams."""
     problem = bind_problem(host, port)
     if problem:
         raise PortUnavailable(f"gRPC port {port} is {problem}")
     # listeners never take more than `listeners` threads: `workers` are always left for the other calls
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers + listeners),
-                         options=SERVER_OPTIONS)
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=workers + listeners), options=SERVER_OPTIONS)
     places = threading.BoundedSemaphore(listeners)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE_NAME, {name: _handler(api, method, places if name == "listen" else None, listeners)
-                       for name, method in METHODS.items()}),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE_NAME,
+                {
+                    name: _handler(api, method, places if name == "listen" else None, listeners)
+                    for name, method in METHODS.items()
+                },
+            ),
+        )
+    )
     health_servicer = health.HealthServicer()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as error:  # grpcio gives no reason; in use is by far the likeliest
@@ -179,8 +195,12 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")),
-                        help="gRPC port (default $GRPC_PORT or 50051)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRPC_PORT", "50051")),
+        help="gRPC port (default $GRPC_PORT or 50051)",
+    )
     parser.add_argument("--workers", type=int, default=8, help="threads serving calls other than listen (default 8)")
     options = parser.parse_args(argv)
     try:

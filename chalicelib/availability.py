@@ -15,7 +15,7 @@ import dataclasses
 import heapq
 import re
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import paging, rules, validate
 from .errors import Code, ServiceError, invalid, unavailable
@@ -30,7 +30,9 @@ MAX_WINDOW_NS = 92 * DAY_NS
 SEARCH_STEP_NS = 5 * MINUTE_NS  # candidate starts of a resource without a step
 ITEM_BUDGET = 5000  # bookings read per resource and call
 NOTICE_MARGIN_NS = 1_000_000_000
-SLOT_POSITION = re.compile(r"\d{21}#.+")  # a page of slots ends at (start, resource id)  # a slot must still meet min_notice a moment after it is found
+SLOT_POSITION = re.compile(
+    r"\d{21}#.+"
+)  # a page of slots ends at (start, resource id)  # a slot must still meet min_notice a moment after it is found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Subject:
     """A resource asked about: its definition (None: undefined) and the shape its items have."""
 
     resource_id: str
-    stored: Optional[StoredResource]
+    stored: StoredResource | None
 
     @property
     def rules(self):
@@ -97,7 +99,7 @@ class Profile:
         self.subject = subject
         self.now_ns = now_ns
         live = [b for b in timeline.bookings if not b.reservation.expired(now_ns)]
-        self.blocking = sorted(((b.padded_start_ns, b.padded_end_ns) for b in live))
+        self.blocking = sorted((b.padded_start_ns, b.padded_end_ns) for b in live)
         self.cells = self._cells(timeline, now_ns) if subject.shape.pool else []
 
     def _cells(self, timeline, now_ns: int) -> list:
@@ -148,8 +150,9 @@ class Profile:
         if units > 1:
             return []
         gaps = _complement(_merge(self.blocking), -(2**62), 2**62)
-        return [(start + before, end - duration - after) for start, end in gaps
-                if end - start >= before + duration + after]
+        return [
+            (start + before, end - duration - after) for start, end in gaps if end - start >= before + duration + after
+        ]
 
 
 class AvailabilityService:
@@ -163,7 +166,9 @@ class AvailabilityService:
         try:
             if resource_ids:
                 if len(resource_ids) > MAX_RESOURCES:
-                    raise invalid("resource_ids", f"at most {MAX_RESOURCES} resources per call, got {len(resource_ids)}")
+                    raise invalid(
+                        "resource_ids", f"at most {MAX_RESOURCES} resources per call, got {len(resource_ids)}"
+                    )
                 ids = list(dict.fromkeys(validate.name("resource_ids", rid) for rid in resource_ids))
                 stored = self.store.read_definitions(tenant, ids)
                 return [Subject(rid, stored.get(rid)) for rid in ids]
@@ -176,20 +181,24 @@ class AvailabilityService:
         except StorageUnavailable as error:
             raise unavailable() from error
 
-    def _profiles(self, tenant: str, subjects: list, start: int, end: int, margin_before: int, margin_after: int,
-                  now: int) -> list:
+    def _profiles(
+        self, tenant: str, subjects: list, start: int, end: int, margin_before: int, margin_after: int, now: int
+    ) -> list:
         reads = []
         for subject in subjects:
             lookback = subject.stored.max_buffer_before_ns if subject.stored is not None else 0
             if subject.shape.pool:
                 lookback = subject.stored.longest_ns if subject.stored is not None else 0
-            reads.append(TimelineRead(subject.resource_id, subject.shape, start - margin_before, end + margin_after,
-                                      lookback))
+            reads.append(
+                TimelineRead(subject.resource_id, subject.shape, start - margin_before, end + margin_after, lookback)
+            )
         try:
             timelines = self.store.timelines(tenant, reads, ITEM_BUDGET)
         except TooLarge:
-            raise ServiceError(Code.RESOURCE_EXHAUSTED, f"a resource holds more than {ITEM_BUDGET} reservations in "
-                                                        "this window: ask for a shorter window") from None
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                f"a resource holds more than {ITEM_BUDGET} reservations in this window: ask for a shorter window",
+            ) from None
         except StorageUnavailable as error:
             raise unavailable() from error
         return [Profile(subject, timeline, now) for subject, timeline in zip(subjects, timelines)]
@@ -200,8 +209,7 @@ class AvailabilityService:
         if end - start > MAX_WINDOW_NS:
             raise invalid("end", f"a window spans at most {MAX_WINDOW_NS // DAY_NS} days")
 
-    def availability(self, tenant: str, resource_ids: list, labels: dict, start: int, end: int,
-                     units: int) -> list:
+    def availability(self, tenant: str, resource_ids: list, labels: dict, start: int, end: int, units: int) -> list:
         self._window(start, end)
         if units < 0:
             raise invalid("units", "must not be negative")
@@ -211,12 +219,25 @@ class AvailabilityService:
         for profile in self._profiles(tenant, subjects, start, end, 0, 0, self.clock()):
             steps = profile.free_units(start, end)
             free = _merge([(s, e) for s, e, available in steps if available >= units])
-            found.append(FreeBusy(profile.subject.resource_id, profile.subject.capacity,
-                                  _complement(free, start, end), free, steps))
+            found.append(
+                FreeBusy(
+                    profile.subject.resource_id, profile.subject.capacity, _complement(free, start, end), free, steps
+                )
+            )
         return found
 
-    def find_slots(self, tenant: str, resource_ids: list, labels: dict, start: int, end: int, duration: int,
-                   units: int, limit: int, page_token: str) -> tuple:
+    def find_slots(
+        self,
+        tenant: str,
+        resource_ids: list,
+        labels: dict,
+        start: int,
+        end: int,
+        duration: int,
+        units: int,
+        limit: int,
+        page_token: str,
+    ) -> tuple:
         """(slots as (resource_id, start, end) in (start, resource) order, next page token)."""
         self._window(start, end)
         if duration <= 0:
@@ -225,8 +246,9 @@ class AvailabilityService:
             raise invalid("units", "must not be negative")
         units = units or 1
         size = page_size_of(limit, "limit")
-        digest = paging.query_digest("slots", tenant, sorted(resource_ids), sorted(labels.items()), start, end,
-                                     duration, units)
+        digest = paging.query_digest(
+            "slots", tenant, sorted(resource_ids), sorted(labels.items()), start, end, duration, units
+        )
         after = paging.decode(page_token, digest, position=SLOT_POSITION) if page_token else ""
         resume = int(after.split("#", 1)[0]) + MIN_NS if after else start
         now = self.clock()
@@ -234,8 +256,9 @@ class AvailabilityService:
         before = max((s.rules.buffer_before_ns for s in subjects if s.rules), default=0)
         after_pad = max((s.rules.buffer_after_ns for s in subjects if s.rules), default=0)
         profiles = self._profiles(tenant, subjects, start, end, before, after_pad, now)
-        merged = heapq.merge(*(_slots_of(profile, max(start, resume), end, duration, units, now)
-                               for profile in profiles))
+        merged = heapq.merge(
+            *(_slots_of(profile, max(start, resume), end, duration, units, now) for profile in profiles)
+        )
         found = []
         for slot_start, resource_id in merged:
             position = f"{start_key_bound(slot_start)}#{resource_id}"

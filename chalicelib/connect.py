@@ -17,7 +17,7 @@ import gzip
 import json
 import struct
 import zlib
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from google.protobuf import descriptor as pb_descriptor
 from google.protobuf import json_format
@@ -34,10 +34,22 @@ ENVELOPE_END_STREAM = 0x02
 ENVELOPE_HEADER = struct.Struct(">BI")
 SUPPORTED_ENCODINGS = ("gzip", "identity")
 HTTP_STATUS = {
-    Code.CANCELED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 400, Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.PERMISSION_DENIED: 403, Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409, Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500, Code.UNAVAILABLE: 503, Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401,
+    Code.CANCELED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
 }
 
 
@@ -51,7 +63,7 @@ class HttpAnswer:
 class ProtocolError(ServiceError):
     """A request that is not well-formed Connect; `http_status` overrides the code's usual one."""
 
-    def __init__(self, code: Code, message: str, http_status: int = 0, headers: Mapping = None):
+    def __init__(self, code: Code, message: str, http_status: int = 0, headers: Mapping | None = None):
         super().__init__(code, message)
         self.http_status = http_status or HTTP_STATUS[code]
         self.headers = dict(headers or {})
@@ -118,8 +130,7 @@ def _check_strict(document: dict, descriptor, path: str) -> None:
     names, an enum as a numeric string. Recurses into nested messages, lists and maps."""
     seen = {}
     for key, value in document.items():
-        field = descriptor.fields_by_name.get(key) or next(
-            (f for f in descriptor.fields if f.json_name == key), None)
+        field = descriptor.fields_by_name.get(key) or next((f for f in descriptor.fields if f.json_name == key), None)
         if field is None:
             continue  # unknown fields are refused by the parser itself
         if field.name in seen:
@@ -131,11 +142,17 @@ def _check_strict(document: dict, descriptor, path: str) -> None:
             values = list(value.values()) if isinstance(value, dict) else []
             field = value_field
         for item in values:
-            if field.type == pb_descriptor.FieldDescriptor.TYPE_ENUM and isinstance(item, str) \
-                    and field.enum_type.values_by_name.get(item) is None:
+            if (
+                field.type == pb_descriptor.FieldDescriptor.TYPE_ENUM
+                and isinstance(item, str)
+                and field.enum_type.values_by_name.get(item) is None
+            ):
                 raise ValueError(f"{path}{field.name}: {item!r} is not a value of {field.enum_type.name}")
-            if field.message_type is not None and isinstance(item, dict) \
-                    and not field.message_type.full_name.startswith("google.protobuf."):
+            if (
+                field.message_type is not None
+                and isinstance(item, dict)
+                and not field.message_type.full_name.startswith("google.protobuf.")
+            ):
                 _check_strict(item, field.message_type, f"{path}{field.name}.")
 
 
@@ -169,8 +186,11 @@ def _check_encoding(encoding: str) -> bool:
     """True when the body is gzip; unsupported encodings fail as Connect asks (unimplemented)."""
     encoding = encoding.strip().lower() or "identity"
     if encoding not in SUPPORTED_ENCODINGS:
-        raise ProtocolError(Code.UNIMPLEMENTED, f"unsupported compression {encoding!r}; use gzip or identity",
-                            headers={"Accept-Encoding": ", ".join(SUPPORTED_ENCODINGS)})
+        raise ProtocolError(
+            Code.UNIMPLEMENTED,
+            f"unsupported compression {encoding!r}; use gzip or identity",
+            headers={"Accept-Encoding": ", ".join(SUPPORTED_ENCODINGS)},
+        )
     return encoding == "gzip"
 
 
@@ -178,11 +198,14 @@ def error_json(error: ServiceError) -> dict:
     body = {"code": error.code.value, "message": error.message}
     details = error_details(error)
     if details:
-        body["details"] = [{
-            "type": detail.DESCRIPTOR.full_name,
-            "value": base64.b64encode(detail.SerializeToString()).decode().rstrip("="),
-            "debug": json_format.MessageToDict(detail),
-        } for detail in details]
+        body["details"] = [
+            {
+                "type": detail.DESCRIPTOR.full_name,
+                "value": base64.b64encode(detail.SerializeToString()).decode().rstrip("="),
+                "debug": json_format.MessageToDict(detail),
+            }
+            for detail in details
+        ]
     return body
 
 
@@ -199,8 +222,12 @@ def _checked(method_name: str, http_method: str, headers: Mapping, body: bytes) 
     if method is None:
         raise ProtocolError(Code.UNIMPLEMENTED, f"unknown method {method_name!r}", http_status=404)
     if http_method != "POST":
-        raise ProtocolError(Code.UNIMPLEMENTED, f"{http_method} is not supported; Connect calls use POST",
-                            http_status=405, headers={"Allow": "POST"})
+        raise ProtocolError(
+            Code.UNIMPLEMENTED,
+            f"{http_method} is not supported; Connect calls use POST",
+            http_status=405,
+            headers={"Allow": "POST"},
+        )
     version = headers.get("connect-protocol-version", "1")
     if version != "1":
         raise ProtocolError(Code.INVALID_ARGUMENT, f"connect-protocol-version: unsupported {version!r}")
@@ -209,14 +236,18 @@ def _checked(method_name: str, http_method: str, headers: Mapping, body: bytes) 
     media_type = _media_type(headers)
     accepted = STREAM_CODECS if method.server_streaming else UNARY_CODECS
     if media_type not in accepted:
-        raise ProtocolError(Code.INVALID_ARGUMENT,
-                            f"content-type: {media_type or 'none'} is not supported; use {' or '.join(accepted)}",
-                            http_status=415, headers={"Accept-Post": ", ".join(accepted)})
+        raise ProtocolError(
+            Code.INVALID_ARGUMENT,
+            f"content-type: {media_type or 'none'} is not supported; use {' or '.join(accepted)}",
+            http_status=415,
+            headers={"Accept-Post": ", ".join(accepted)},
+        )
     return method, accepted[media_type]
 
 
-def handle(api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes,
-           principal: Optional[str] = None) -> HttpAnswer:
+def handle(
+    api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes, principal: str | None = None
+) -> HttpAnswer:
     """Serve one Connect call whole (a server stream as one body: Lambda). `headers` must have
     lowercase names; `principal` is the caller's authenticated identity (an IAM ARN on AWS), if any."""
     try:
@@ -229,8 +260,9 @@ def handle(api: ReservationApi, method_name: str, http_method: str, headers: Map
     return _serve_unary(api, method, codec, headers, body, principal)
 
 
-def handle_streaming(api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes,
-                     keep_going) -> tuple:
+def handle_streaming(
+    api: ReservationApi, method_name: str, http_method: str, headers: Mapping, body: bytes, keep_going
+) -> tuple:
     """For a server that can stream: (status, headers, iterator of body chunks sent as they come).
     `keep_going(seconds, events sent)` says how long a stream such as `listen` may stay open."""
     try:
@@ -245,7 +277,7 @@ def handle_streaming(api: ReservationApi, method_name: str, http_method: str, he
     return 200, answer_headers, chunks
 
 
-def _serve_unary(api, method, codec, headers: Mapping, body: bytes, principal: Optional[str]) -> HttpAnswer:
+def _serve_unary(api, method, codec, headers: Mapping, body: bytes, principal: str | None) -> HttpAnswer:
     try:
         if _check_encoding(headers.get("content-encoding", "")):
             body = _gunzip(body)
@@ -267,7 +299,7 @@ def _unwrap_envelope(body: bytes, compressed_allowed: bool) -> bytes:
     if len(body) < ENVELOPE_HEADER.size:
         raise ProtocolError(Code.INVALID_ARGUMENT, "body: a streaming request needs one 5-byte envelope")
     flags, length = ENVELOPE_HEADER.unpack_from(body)
-    payload = body[ENVELOPE_HEADER.size:]
+    payload = body[ENVELOPE_HEADER.size :]
     if length != len(payload) or flags & ~ENVELOPE_COMPRESSED:
         raise ProtocolError(Code.INVALID_ARGUMENT, "body: malformed envelope")
     if flags & ENVELOPE_COMPRESSED:
@@ -284,8 +316,7 @@ def envelope(flags: int, payload: bytes, gzip_it: bool) -> bytes:
     return ENVELOPE_HEADER.pack(flags, len(payload)) + payload
 
 
-def stream_chunks(api, method, codec, headers: Mapping, body: bytes, principal: Optional[str],
-                  keep_going=long_poll):
+def stream_chunks(api, method, codec, headers: Mapping, body: bytes, principal: str | None, keep_going=long_poll):
     """(answer headers, iterator of envelope bytes) of a server stream: errors travel in the
     end-of-stream message. A server that can stream sends each chunk as it comes."""
     gzip_answer = _accepts_gzip(headers.get("connect-accept-encoding", ""))

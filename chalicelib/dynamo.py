@@ -10,10 +10,10 @@ needs at once are issued concurrently.
 import concurrent.futures
 import os
 import time
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from . import layout
-from .layout import Bucket, Shape, StoredResource
+from .layout import Shape, StoredResource
 from .model import Booking, ChangeEvent
 from .ports import (
     LISTED_NEIGHBOURS,
@@ -44,7 +44,7 @@ class DynamoStore:
 
     # ---- reads ---------------------------------------------------------------------------------
 
-    def read_definition(self, tenant: str, resource_id: str) -> Optional[StoredResource]:
+    def read_definition(self, tenant: str, resource_id: str) -> StoredResource | None:
         return layout.definition_from(self._get(layout.definition_key(tenant, resource_id)))
 
     def read_definitions(self, tenant: str, resource_ids: list) -> dict:
@@ -60,7 +60,9 @@ class DynamoStore:
     def list_definitions(self, tenant: str, after_id: str, labels: dict, chunk: int) -> Iterator[StoredResource]:
         """Defined resources of a tenant in id order after `after_id`, carrying every label of `labels`."""
         arguments = {
-            "TableName": self.table_name, "IndexName": layout.RESOURCES, "Limit": chunk,
+            "TableName": self.table_name,
+            "IndexName": layout.RESOURCES,
+            "Limit": chunk,
             "KeyConditionExpression": "dk = :tenant AND did > :after",
             # DynamoDB refuses an empty string as a key value: the first page starts after "\x00"
             "ExpressionAttributeValues": {":tenant": {"S": tenant}, ":after": {"S": after_id or "\x00"}},
@@ -88,8 +90,11 @@ class DynamoStore:
         the booking that came with it, and a write conditioned on it would double-book.
         """
         shape = read.shape
-        keys = [layout.definition_key(read.tenant, read.resource_id),
-                layout.longest_key(read.tenant, read.user_id), layout.longest_key(read.tenant, "")]
+        keys = [
+            layout.definition_key(read.tenant, read.resource_id),
+            layout.longest_key(read.tenant, read.user_id),
+            layout.longest_key(read.tenant, ""),
+        ]
         if read.request_id:
             keys.append(layout.request_key(read.tenant, read.request_id))
         if shape.pool:
@@ -100,9 +105,12 @@ class DynamoStore:
             indexes = list(shape.slots(read.padded_start_ns, read.padded_end_ns))
             keys += [layout.guard_key(read.tenant, read.resource_id, index) for index in indexes]
         items = self._batch_get(keys)
-        guards = {index: layout.guard_from(read.resource_id, index,
-                                           items.get(layout.pair(layout.guard_key(read.tenant, read.resource_id, index))))
-                  for index in ([] if shape.pool else indexes)}
+        guards = {
+            index: layout.guard_from(
+                read.resource_id, index, items.get(layout.pair(layout.guard_key(read.tenant, read.resource_id, index)))
+            )
+            for index in ([] if shape.pool else indexes)
+        }
         if shape.pool:
             found, more = (), False
         elif any(guard.dense for guard in guards.values()):
@@ -115,23 +123,34 @@ class DynamoStore:
 
         remembered = None
         if read.request_id:
-            remembered = layout.remembered_from(item(layout.request_key(read.tenant, read.request_id)), int(time.time()))
+            remembered = layout.remembered_from(
+                item(layout.request_key(read.tenant, read.request_id)), int(time.time())
+            )
         buckets = {}
         if shape.pool:
-            buckets = {index: layout.bucket_from(shape, index, item(layout.bucket_key(read.tenant, read.resource_id, index)))
-                       for index in indexes}
+            buckets = {
+                index: layout.bucket_from(shape, index, item(layout.bucket_key(read.tenant, read.resource_id, index)))
+                for index in indexes
+            }
         return ReserveSnapshot(
             definition=layout.definition_from(item(layout.definition_key(read.tenant, read.resource_id))),
-            guards=guards, buckets=buckets, neighbours=found, more_neighbours=more, remembered=remembered,
+            guards=guards,
+            buckets=buckets,
+            neighbours=found,
+            more_neighbours=more,
+            remembered=remembered,
             user_longest_ns=layout.longest_of(item(layout.longest_key(read.tenant, read.user_id))),
-            tenant_longest_ns=layout.longest_of(item(layout.longest_key(read.tenant, ""))))
+            tenant_longest_ns=layout.longest_of(item(layout.longest_key(read.tenant, ""))),
+        )
 
     def _neighbours(self, read: ReserveRead) -> tuple:
-        return self._overlapping(read.tenant, read.resource_id, read.padded_start_ns, read.padded_end_ns,
-                                 read.lookback_ns, NEIGHBOUR_LIMIT)
+        return self._overlapping(
+            read.tenant, read.resource_id, read.padded_start_ns, read.padded_end_ns, read.lookback_ns, NEIGHBOUR_LIMIT
+        )
 
-    def _overlapping(self, tenant: str, resource_id: str, start_ns: int, end_ns: int, lookback_ns: int,
-                     limit: int) -> tuple:
+    def _overlapping(
+        self, tenant: str, resource_id: str, start_ns: int, end_ns: int, lookback_ns: int, limit: int
+    ) -> tuple:
         """(bookings of an exclusive resource whose padded window overlaps [start, end), more?): read newest
         start first, from `lookback_ns` after the end, until one ends before the window.
 
@@ -139,11 +158,16 @@ class DynamoStore:
         their order by end: the first one that ends before the window ends the search.
         """
         arguments = {
-            "TableName": self.table_name, "ConsistentRead": True, "ScanIndexForward": False, "Limit": 4,
+            "TableName": self.table_name,
+            "ConsistentRead": True,
+            "ScanIndexForward": False,
+            "Limit": 4,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":pk": {"S": layout.resource_pk(tenant, resource_id)},
-                                          ":low": {"S": layout.BOOKING_PREFIX},
-                                          ":high": {"S": layout.booking_sk_bound(end_ns + lookback_ns)}},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": layout.resource_pk(tenant, resource_id)},
+                ":low": {"S": layout.BOOKING_PREFIX},
+                ":high": {"S": layout.booking_sk_bound(end_ns + lookback_ns)},
+            },
         }
         found = []
         for item in self._items(self.client.query, arguments, later_limit=100):
@@ -159,11 +183,28 @@ class DynamoStore:
     def _first_overlapping(self, tenant: str, resource_id: str, start_ns: int, end_ns: int) -> tuple:
         """The first LISTED_NEIGHBOURS bookings overlapping [start, end), in start order (too many to read all):
         the one covering `start` (the last to start before it), then those starting from it on."""
-        before = next(iter(self.bookings(tenant, resource_id, layout.start_key_bound(layout.MIN_NS),
-                                         layout.start_key_bound(start_ns), True, 1)), None)
+        before = next(
+            iter(
+                self.bookings(
+                    tenant,
+                    resource_id,
+                    layout.start_key_bound(layout.MIN_NS),
+                    layout.start_key_bound(start_ns),
+                    True,
+                    1,
+                )
+            ),
+            None,
+        )
         first = [before] if before is not None and before.overlaps(start_ns, end_ns) else []
-        for booking in self.bookings(tenant, resource_id, layout.start_key_bound(start_ns),
-                                     layout.start_key_bound(end_ns), False, LISTED_NEIGHBOURS):
+        for booking in self.bookings(
+            tenant,
+            resource_id,
+            layout.start_key_bound(start_ns),
+            layout.start_key_bound(end_ns),
+            False,
+            LISTED_NEIGHBOURS,
+        ):
             if len(first) >= LISTED_NEIGHBOURS:
                 break
             if booking.overlaps(start_ns, end_ns):
@@ -178,68 +219,107 @@ class DynamoStore:
     def _timeline(self, tenant: str, read: TimelineRead, item_budget: int) -> Timeline:
         shape = read.shape
         if not shape.pool:
-            found, more = self._overlapping(tenant, read.resource_id, read.start_ns, read.end_ns, read.lookback_ns,
-                                            item_budget)
+            found, more = self._overlapping(
+                tenant, read.resource_id, read.start_ns, read.end_ns, read.lookback_ns, item_budget
+            )
             if more:
                 raise TooLarge()
             return Timeline(read, found, ())
-        buckets = _INNER.submit(self.read_buckets, tenant, read.resource_id, shape, shape.bucket_of(read.start_ns),
-                               shape.bucket_of(read.end_ns - 1))
+        buckets = _INNER.submit(
+            self.read_buckets,
+            tenant,
+            read.resource_id,
+            shape,
+            shape.bucket_of(read.start_ns),
+            shape.bucket_of(read.end_ns - 1),
+        )
         found = []
-        for booking in self.bookings(tenant, read.resource_id, layout.start_key_bound(read.start_ns - read.lookback_ns),
-                                     layout.start_key_bound(read.end_ns), False, 100):
+        for booking in self.bookings(
+            tenant,
+            read.resource_id,
+            layout.start_key_bound(read.start_ns - read.lookback_ns),
+            layout.start_key_bound(read.end_ns),
+            False,
+            100,
+        ):
             if booking.overlaps(read.start_ns, read.end_ns):
                 found.append(booking)
                 if len(found) > item_budget:
                     raise TooLarge()
         return Timeline(read, tuple(found), tuple(buckets.result()))
 
-    def get(self, tenant: str, reservation_id: str) -> Optional[Booking]:
+    def get(self, tenant: str, reservation_id: str) -> Booking | None:
         item = self._get(layout.reservation_key(tenant, reservation_id))
         return layout.booking_from(item) if item is not None else None
 
-    def bookings(self, tenant: str, resource_id: str, low_key: str, high_key: str, descending: bool,
-                 chunk: int) -> Iterator[Booking]:
+    def bookings(
+        self, tenant: str, resource_id: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]:
         """A resource's bookings with low_key <= start_key <= high_key, in start order (strongly consistent)."""
         arguments = {
-            "TableName": self.table_name, "ConsistentRead": True, "ScanIndexForward": not descending, "Limit": chunk,
+            "TableName": self.table_name,
+            "ConsistentRead": True,
+            "ScanIndexForward": not descending,
+            "Limit": chunk,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":pk": {"S": layout.resource_pk(tenant, resource_id)},
-                                          ":low": {"S": layout.BOOKING_PREFIX + low_key},
-                                          ":high": {"S": layout.BOOKING_PREFIX + high_key}},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": layout.resource_pk(tenant, resource_id)},
+                ":low": {"S": layout.BOOKING_PREFIX + low_key},
+                ":high": {"S": layout.BOOKING_PREFIX + high_key},
+            },
         }
-        return (layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100)))
+        return (
+            layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100))
+        )
 
-    def bookings_of_user(self, tenant: str, user_id: str, low_key: str, high_key: str, descending: bool,
-                         chunk: int) -> Iterator[Booking]:
-        return self._in_index(layout.BY_USER, "uk", layout.user_index_key(tenant, user_id), low_key, high_key,
-                              descending, chunk)
+    def bookings_of_user(
+        self, tenant: str, user_id: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]:
+        return self._in_index(
+            layout.BY_USER, "uk", layout.user_index_key(tenant, user_id), low_key, high_key, descending, chunk
+        )
 
-    def bookings_of_tenant(self, tenant: str, low_key: str, high_key: str, descending: bool,
-                           chunk: int) -> Iterator[Booking]:
+    def bookings_of_tenant(
+        self, tenant: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]:
         return self._in_index(layout.BY_TENANT, "tk", tenant, low_key, high_key, descending, chunk)
 
-    def _in_index(self, index: str, attribute: str, partition: str, low_key: str, high_key: str, descending: bool,
-                  chunk: int) -> Iterator[Booking]:
+    def _in_index(
+        self, index: str, attribute: str, partition: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]:
         arguments = {
-            "TableName": self.table_name, "IndexName": index, "Limit": chunk, "ScanIndexForward": not descending,
+            "TableName": self.table_name,
+            "IndexName": index,
+            "Limit": chunk,
+            "ScanIndexForward": not descending,
             "KeyConditionExpression": f"{attribute} = :partition AND start_key BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":partition": {"S": partition}, ":low": {"S": low_key},
-                                          ":high": {"S": high_key}},
+            "ExpressionAttributeValues": {
+                ":partition": {"S": partition},
+                ":low": {"S": low_key},
+                ":high": {"S": high_key},
+            },
         }
         # the first call reads what a page needs; a selective filter reads on in bigger calls
-        return (layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100)))
+        return (
+            layout.booking_from(item) for item in self._items(self.client.query, arguments, later_limit=max(chunk, 100))
+        )
 
     def read_buckets(self, tenant: str, resource_id: str, shape: Shape, first: int, last: int) -> list:
         """A pool's buckets first..last (those that exist), strongly consistent."""
         arguments = {
-            "TableName": self.table_name, "ConsistentRead": True,
+            "TableName": self.table_name,
+            "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "ExpressionAttributeValues": {":pk": {"S": layout.resource_pk(tenant, resource_id)},
-                                          ":low": {"S": layout.bucket_sk(first)}, ":high": {"S": layout.bucket_sk(last)}},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": layout.resource_pk(tenant, resource_id)},
+                ":low": {"S": layout.bucket_sk(first)},
+                ":high": {"S": layout.bucket_sk(last)},
+            },
         }
-        return [layout.bucket_from(shape, layout.bucket_index_of(item["sk"]["S"]), item)
-                for item in self._items(self.client.query, arguments)]
+        return [
+            layout.bucket_from(shape, layout.bucket_index_of(item["sk"]["S"]), item)
+            for item in self._items(self.client.query, arguments)
+        ]
 
     def longest(self, tenant: str, user_id: str) -> int:
         return layout.longest_of(self._get(layout.longest_key(tenant, user_id)))
@@ -252,12 +332,16 @@ class DynamoStore:
             arguments = {"ConsistentRead": True, "KeyConditionExpression": "pk = :pk AND sk BETWEEN :after AND :until"}
         elif scope.user_id:
             values[":pk"] = {"S": layout.user_index_key(scope.tenant, scope.user_id)}
-            arguments = {"IndexName": layout.EVENTS_BY_USER,
-                         "KeyConditionExpression": "euk = :pk AND ek BETWEEN :after AND :until"}
+            arguments = {
+                "IndexName": layout.EVENTS_BY_USER,
+                "KeyConditionExpression": "euk = :pk AND ek BETWEEN :after AND :until",
+            }
         else:
             values[":pk"] = {"S": scope.tenant}
-            arguments = {"IndexName": layout.EVENTS_BY_TENANT,
-                         "KeyConditionExpression": "etk = :pk AND ek BETWEEN :after AND :until"}
+            arguments = {
+                "IndexName": layout.EVENTS_BY_TENANT,
+                "KeyConditionExpression": "etk = :pk AND ek BETWEEN :after AND :until",
+            }
         arguments.update(TableName=self.table_name, Limit=chunk, ExpressionAttributeValues=values)
         for item in self._items(self.client.query, arguments):
             if item["ek"]["S"] != after_key:  # BETWEEN is inclusive
@@ -267,7 +351,9 @@ class DynamoStore:
         """(tenant, Booking) of holds whose expiry has passed, every tenant, oldest first per shard."""
         for shard in range(layout.HOLD_SHARDS):
             arguments = {
-                "TableName": self.table_name, "IndexName": layout.HOLDS, "Limit": chunk,
+                "TableName": self.table_name,
+                "IndexName": layout.HOLDS,
+                "Limit": chunk,
                 "KeyConditionExpression": "hk = :shard AND hexp <= :now",
                 "ExpressionAttributeValues": {":shard": {"S": f"H#{shard}"}, ":now": {"N": str(now_ns)}},
             }
@@ -295,14 +381,15 @@ class DynamoStore:
         except Exception as error:  # botocore errors after its own retries
             raise StorageUnavailable() from error
 
-    def _get(self, key: dict) -> Optional[dict]:
-        return self._read(self.client.get_item, {"TableName": self.table_name, "Key": key,
-                                                 "ConsistentRead": True}).get("Item")
+    def _get(self, key: dict) -> dict | None:
+        return self._read(self.client.get_item, {"TableName": self.table_name, "Key": key, "ConsistentRead": True}).get(
+            "Item"
+        )
 
     def _batch_get(self, keys: list) -> dict:
         found = {}
         for first in range(0, len(keys), BATCH_GET_LIMIT):
-            pending = {self.table_name: {"Keys": keys[first:first + BATCH_GET_LIMIT], "ConsistentRead": True}}
+            pending = {self.table_name: {"Keys": keys[first : first + BATCH_GET_LIMIT], "ConsistentRead": True}}
             for attempt in range(10):
                 answer = self._read(self.client.batch_get_item, {"RequestItems": pending})
                 for item in answer["Responses"].get(self.table_name, []):
@@ -335,8 +422,9 @@ class DynamoStore:
                 raise TooLarge() from error
             raise StaleWrite(frozenset(kinds)) from error
         except self.client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ValidationException" and \
-                    "size" in error.response.get("Error", {}).get("Message", ""):
+            if error.response.get("Error", {}).get("Code") == "ValidationException" and "size" in error.response.get(
+                "Error", {}
+            ).get("Message", ""):
                 raise TooLarge() from error
             if error.response.get("Error", {}).get("Code") == "ValidationException":
                 raise
@@ -345,7 +433,7 @@ class DynamoStore:
             raise OutcomeUnknown() from error
 
 
-def _put(item: dict, condition: str = "", values: dict = None) -> dict:
+def _put(item: dict, condition: str = "", values: dict | None = None) -> dict:
     action = {"Item": item}
     if condition:
         action["ConditionExpression"] = condition
@@ -371,14 +459,36 @@ def _actions(plan: WritePlan) -> list:
         if old_key == layout.booking_key(tenant, after.reservation):
             actions.append(("booking", _put(layout.booking_item(tenant, after), "rev = :rev", _rev(before))))
         else:
-            actions.append(("booking", {"Delete": {"Key": old_key, "ConditionExpression": "rev = :rev",
-                                                   "ExpressionAttributeValues": _rev(before)}}))
+            actions.append(
+                (
+                    "booking",
+                    {
+                        "Delete": {
+                            "Key": old_key,
+                            "ConditionExpression": "rev = :rev",
+                            "ExpressionAttributeValues": _rev(before),
+                        }
+                    },
+                )
+            )
             actions.append(("booking", _put(layout.booking_item(tenant, after), "attribute_not_exists(pk)")))
     for booking in plan.remove:
-        for key in (layout.reservation_key(tenant, booking.reservation.id),
-                    layout.booking_key(tenant, booking.reservation)):
-            actions.append(("booking", {"Delete": {"Key": key, "ConditionExpression": "rev = :rev",
-                                                   "ExpressionAttributeValues": _rev(booking)}}))
+        for key in (
+            layout.reservation_key(tenant, booking.reservation.id),
+            layout.booking_key(tenant, booking.reservation),
+        ):
+            actions.append(
+                (
+                    "booking",
+                    {
+                        "Delete": {
+                            "Key": key,
+                            "ConditionExpression": "rev = :rev",
+                            "ExpressionAttributeValues": _rev(booking),
+                        }
+                    },
+                )
+            )
     actions += [("guard", action) for action in _guard_actions(plan)]
     actions += [("bucket", _bucket_action(tenant, change)) for change in plan.buckets]
     actions += [("bucket", _recap_action(tenant, recap)) for recap in plan.recaps]
@@ -393,33 +503,73 @@ def _actions(plan: WritePlan) -> list:
         values = {":crev": {"N": str(check.crev)}}
         if check.longest_ns:
             values[":longest"] = {"N": str(check.longest_ns)}
-            actions.append(("definition", {"Update": {
-                "Key": key, "UpdateExpression": "SET longest = :longest",
-                "ConditionExpression": "crev = :crev AND longest < :longest", "ExpressionAttributeValues": values}}))
+            actions.append(
+                (
+                    "definition",
+                    {
+                        "Update": {
+                            "Key": key,
+                            "UpdateExpression": "SET longest = :longest",
+                            "ConditionExpression": "crev = :crev AND longest < :longest",
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                )
+            )
         else:
-            actions.append(("definition", {"ConditionCheck": {
-                "Key": key, "ConditionExpression": "crev = :crev", "ExpressionAttributeValues": values}}))
+            actions.append(
+                (
+                    "definition",
+                    {
+                        "ConditionCheck": {
+                            "Key": key,
+                            "ConditionExpression": "crev = :crev",
+                            "ExpressionAttributeValues": values,
+                        }
+                    },
+                )
+            )
     if plan.request is not None:
         record = plan.request
-        actions.append(("request", _put(
-            layout.request_item(tenant, record.request_id, record.fingerprint, record.reservation,
-                                record.expires_at_s),
-            "attribute_not_exists(pk) OR expires_at < :now", {":now": {"N": str(int(time.time()))}})))
+        actions.append(
+            (
+                "request",
+                _put(
+                    layout.request_item(
+                        tenant, record.request_id, record.fingerprint, record.reservation, record.expires_at_s
+                    ),
+                    "attribute_not_exists(pk) OR expires_at < :now",
+                    {":now": {"N": str(int(time.time()))}},
+                ),
+            )
+        )
     for raise_ in plan.longest:
-        actions.append(("user", {"Update": {
-            "Key": layout.longest_key(tenant, raise_.user_id), "UpdateExpression": "SET longest = :duration",
-            "ConditionExpression": "attribute_not_exists(longest) OR longest < :duration",
-            "ExpressionAttributeValues": {":duration": {"N": str(raise_.duration_ns)}}}}))
+        actions.append(
+            (
+                "user",
+                {
+                    "Update": {
+                        "Key": layout.longest_key(tenant, raise_.user_id),
+                        "UpdateExpression": "SET longest = :duration",
+                        "ConditionExpression": "attribute_not_exists(longest) OR longest < :duration",
+                        "ExpressionAttributeValues": {":duration": {"N": str(raise_.duration_ns)}},
+                    }
+                },
+            )
+        )
     for event in plan.events:
-        actions += [("event", _put(layout.event_item(tenant, event, partition), "attribute_not_exists(pk)"))
-                    for partition in layout.event_partitions(event)]
+        actions += [
+            ("event", _put(layout.event_item(tenant, event, partition), "attribute_not_exists(pk)"))
+            for partition in layout.event_partitions(event)
+        ]
     return actions
 
 
 def _listed(guards, start_ns: int, end_ns: int) -> tuple:
     """The bookings that sparse guards list and that overlap [start, end), in start order, once each."""
-    found = {entry.reservation.id: entry for guard in guards for entry in guard.entries
-             if entry.overlaps(start_ns, end_ns)}
+    found = {
+        entry.reservation.id: entry for guard in guards for entry in guard.entries if entry.overlaps(start_ns, end_ns)
+    }
     return tuple(sorted(found.values(), key=lambda b: (b.reservation.start_ns, b.reservation.id)))
 
 
@@ -465,11 +615,20 @@ def _guard_actions(plan: WritePlan) -> list:
         removes = sorted(change["remove"] - set(sets))
         if bump is not None and bump.version == 0:
             dense = len(sets) > layout.GUARD_LISTED
-            actions.append({"Update": {
-                "Key": key, "UpdateExpression": "SET ver = :one, busy = :busy, dense = :dense",
-                "ConditionExpression": "attribute_not_exists(ver)",
-                "ExpressionAttributeValues": {":one": {"N": "1"}, ":dense": {"BOOL": dense},
-                                              ":busy": {"M": {} if dense else sets}}}})
+            actions.append(
+                {
+                    "Update": {
+                        "Key": key,
+                        "UpdateExpression": "SET ver = :one, busy = :busy, dense = :dense",
+                        "ConditionExpression": "attribute_not_exists(ver)",
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":dense": {"BOOL": dense},
+                            ":busy": {"M": {} if dense else sets},
+                        },
+                    }
+                }
+            )
             continue
         names, values, assignments, conditions = {}, {}, [], []
         if bump is not None:
@@ -486,9 +645,14 @@ def _guard_actions(plan: WritePlan) -> list:
             assignments.append(f"busy.#s{number} = :s{number}")
         for number, reservation_id in enumerate(removes):
             names[f"#r{number}"] = reservation_id
-        expression = " ".join(part for part in (
-            "SET " + ", ".join(assignments) if assignments else "",
-            "REMOVE " + ", ".join(f"busy.#r{number}" for number in range(len(removes))) if removes else "") if part)
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(assignments) if assignments else "",
+                "REMOVE " + ", ".join(f"busy.#r{number}" for number in range(len(removes))) if removes else "",
+            )
+            if part
+        )
         if not expression:
             continue
         update = {"Key": key, "UpdateExpression": expression}
@@ -507,8 +671,11 @@ def _bucket_action(tenant: str, change) -> dict:
     key = layout.bucket_key(tenant, change.resource_id, change.index)
     start, _ = change.shape.bucket_span(change.index)
     if change.create:
-        item = {**key, "cap": {"N": str(change.cap)},
-                **{layout.cell_attribute(start, cell): {"N": str(delta)} for cell, delta in change.deltas}}
+        item = {
+            **key,
+            "cap": {"N": str(change.cap)},
+            **{layout.cell_attribute(start, cell): {"N": str(delta)} for cell, delta in change.deltas},
+        }
         return _put(item, "attribute_not_exists(pk)")
     names, values, additions, conditions = {}, {}, [], []
     for number, (cell, delta) in enumerate(change.deltas):
@@ -523,9 +690,15 @@ def _bucket_action(tenant: str, change) -> dict:
         conditions.insert(0, "cap = :cap")
     else:
         conditions.append("attribute_exists(pk)")
-    return {"Update": {"Key": key, "UpdateExpression": "ADD " + ", ".join(additions),
-                       "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeNames": names,
-                       "ExpressionAttributeValues": values}}
+    return {
+        "Update": {
+            "Key": key,
+            "UpdateExpression": "ADD " + ", ".join(additions),
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 def _recap_action(tenant: str, recap) -> dict:
@@ -542,8 +715,12 @@ def _recap_action(tenant: str, recap) -> dict:
                 continue  # over already: the past keeps what it had
             names[f"#c{number}"] = layout.cell_attribute(start, cell)
             conditions.append(f"(attribute_not_exists(#c{number}) OR #c{number} <= :new)")
-    action = {"Key": layout.bucket_key(tenant, recap.resource_id, recap.index), "UpdateExpression": "SET cap = :new",
-              "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeValues": values}
+    action = {
+        "Key": layout.bucket_key(tenant, recap.resource_id, recap.index),
+        "UpdateExpression": "SET cap = :new",
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeValues": values,
+    }
     if names:
         action["ExpressionAttributeNames"] = names
     return {"Update": action}
@@ -554,8 +731,9 @@ def client_from_environment():
     import botocore.session
     from botocore.config import Config
 
-    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3},
-                    max_pool_connections=64)
+    config = Config(
+        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64
+    )
     return botocore.session.get_session().create_client("dynamodb", config=config)
 
 

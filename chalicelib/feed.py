@@ -16,7 +16,7 @@ resync with Query and take a fresh cursor.
 import dataclasses
 import os
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from . import paging
 from .errors import Code, ServiceError, unavailable
@@ -55,9 +55,12 @@ class ChangeFeed:
         if after:
             position = paging.decode(after, _digest(scope), "after")
             if event_time_of(position) < now - EVENT_RETENTION_NS:
-                raise ServiceError(Code.OUT_OF_RANGE, "after: the cursor is older than the change feed keeps "
-                                                      "events (7 days); read the current state with Query, then "
-                                                      "follow changes from a new cursor")
+                raise ServiceError(
+                    Code.OUT_OF_RANGE,
+                    "after: the cursor is older than the change feed keeps "
+                    "events (7 days); read the current state with Query, then "
+                    "follow changes from a new cursor",
+                )
             return position
         return event_key_bound(now - settle_ns() if from_now else now - EVENT_RETENTION_NS)
 
@@ -78,14 +81,21 @@ class ChangeFeed:
             last = event_key_of(found[-1].at_ns, found[-1].event_id)
         else:
             last = max(position, until)  # nothing more can appear before `until`: move on
-        return FeedPage([(event, paging.encode(event_key_of(event.at_ns, event.event_id), digest))
-                         for event in found], paging.encode(last, digest))
+        return FeedPage(
+            [(event, paging.encode(event_key_of(event.at_ns, event.event_id), digest)) for event in found],
+            paging.encode(last, digest),
+        )
 
     def changes(self, scope: Scope, after: str, page_size: int) -> FeedPage:
         return self.page(scope, self.start(scope, after, from_now=False), page_size)
 
-    def listen(self, scope: Scope, position: str, keep_going: Callable[[float], bool],
-               sleep: Callable[[float], None] = time.sleep) -> Iterator[FeedPage]:
+    def listen(
+        self,
+        scope: Scope,
+        position: str,
+        keep_going: Callable[[float], bool],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[FeedPage]:
         """Pages of events after `position` (see start) as they settle, while keep_going(seconds so far)."""
         begun = time.monotonic()
         while True:

@@ -23,7 +23,6 @@ resources; events_by_user (euk, ek) and events_by_tenant (etk, ek) over events.
 """
 
 import dataclasses
-from typing import Optional
 
 from .model import (
     DAY_NS,
@@ -235,8 +234,9 @@ def resource_pk(tenant: str, resource_id: str) -> str:
 
 
 def booking_key(tenant: str, reservation: Reservation) -> dict:
-    return key(resource_pk(tenant, reservation.resource_id),
-               BOOKING_PREFIX + start_key(reservation.start_ns, reservation.id))
+    return key(
+        resource_pk(tenant, reservation.resource_id), BOOKING_PREFIX + start_key(reservation.start_ns, reservation.id)
+    )
 
 
 def booking_sk_bound(instant_ns: int) -> str:
@@ -272,7 +272,7 @@ def longest_key(tenant: str, user_id: str) -> dict:
     return user_key(tenant, user_id) if user_id else key(f"{prefix(tenant)}TEN", TENANT_SK)
 
 
-def longest_of(item: Optional[dict]) -> int:
+def longest_of(item: dict | None) -> int:
     return _int(item, "longest") if item is not None else 0
 
 
@@ -360,9 +360,13 @@ def reservation_from(attributes: dict) -> Reservation:
 
 
 def _booking_attributes(booking: Booking) -> dict:
-    attributes = {**reservation_attributes(booking.reservation), "rev": _n(booking.rev),
-                  "bb": _n(booking.buffer_before_ns), "ba": _n(booking.buffer_after_ns),
-                  "ets": _n(booking.last_event_ns)}
+    attributes = {
+        **reservation_attributes(booking.reservation),
+        "rev": _n(booking.rev),
+        "bb": _n(booking.buffer_before_ns),
+        "ba": _n(booking.buffer_after_ns),
+        "ets": _n(booking.last_event_ns),
+    }
     if booking.pooled:
         attributes["pool"] = {"BOOL": True}
     else:
@@ -394,28 +398,47 @@ def booking_item(tenant: str, booking: Booking) -> dict:
 
 
 def booking_from(item: dict) -> Booking:
-    return Booking(reservation_from(item), rev=_int(item, "rev", 1), buffer_before_ns=_int(item, "bb"),
-                   buffer_after_ns=_int(item, "ba"), last_event_ns=_int(item, "ets"),
-                   pooled="pool" in item, slot_ns=0 if "pool" in item else _int(item, "slot", DEFAULT_SLOT_NS))
+    return Booking(
+        reservation_from(item),
+        rev=_int(item, "rev", 1),
+        buffer_before_ns=_int(item, "bb"),
+        buffer_after_ns=_int(item, "ba"),
+        last_event_ns=_int(item, "ets"),
+        pooled="pool" in item,
+        slot_ns=0 if "pool" in item else _int(item, "slot", DEFAULT_SLOT_NS),
+    )
 
 
 def guard_entry(booking: Booking) -> dict:
     """What a guard keeps of a booking: [start, end, buffer before, buffer after, hold expiry]."""
     reservation = booking.reservation
     hold = reservation.expires_at_ns if reservation.status == Status.PENDING else 0
-    return {"L": [_n(reservation.start_ns), _n(reservation.end_ns), _n(booking.buffer_before_ns),
-                  _n(booking.buffer_after_ns), _n(hold)]}
+    return {
+        "L": [
+            _n(reservation.start_ns),
+            _n(reservation.end_ns),
+            _n(booking.buffer_before_ns),
+            _n(booking.buffer_after_ns),
+            _n(hold),
+        ]
+    }
 
 
-def guard_from(resource_id: str, index: int, item: Optional[dict]) -> Guard:
+def guard_from(resource_id: str, index: int, item: dict | None) -> Guard:
     if item is None or "ver" not in item:
         return Guard(index)
     entries = []
     for reservation_id, value in sorted(item.get("busy", {}).get("M", {}).items()):
         start, end, before, after, hold = (int(number["N"]) for number in value["L"])
         status = Status.PENDING if hold else Status.CONFIRMED
-        entries.append(Booking(Reservation(reservation_id, "", resource_id, status, start, end, expires_at_ns=hold),
-                               rev=0, buffer_before_ns=before, buffer_after_ns=after))
+        entries.append(
+            Booking(
+                Reservation(reservation_id, "", resource_id, status, start, end, expires_at_ns=hold),
+                rev=0,
+                buffer_before_ns=before,
+                buffer_after_ns=after,
+            )
+        )
     return Guard(index, _int(item, "ver"), tuple(entries), item.get("dense", {}).get("BOOL", False))
 
 
@@ -423,8 +446,7 @@ def guard_item(tenant: str, resource_id: str, index: int, bookings: list, versio
     """A guard listing `bookings` (dense when there are more than GUARD_LISTED): for loading and migrating."""
     dense = len(bookings) > GUARD_LISTED
     busy = {} if dense else {booking.reservation.id: guard_entry(booking) for booking in bookings}
-    return {**guard_key(tenant, resource_id, index), "ver": _n(version), "busy": {"M": busy},
-            "dense": {"BOOL": dense}}
+    return {**guard_key(tenant, resource_id, index), "ver": _n(version), "busy": {"M": busy}, "dense": {"BOOL": dense}}
 
 
 def slots_of(booking: Booking) -> range:
@@ -437,19 +459,32 @@ def cell_attribute(bucket_start_ns: int, cell_start_ns: int) -> str:
     return f"c{(cell_start_ns - bucket_start_ns) // NANOS_PER_SECOND}"
 
 
-def bucket_from(shape: Shape, index: int, item: Optional[dict]) -> Bucket:
+def bucket_from(shape: Shape, index: int, item: dict | None) -> Bucket:
     if item is None:
         return Bucket(index)
     start, _ = shape.bucket_span(index)
-    used = sorted((start + int(name[1:]) * NANOS_PER_SECOND, int(value["N"]))
-                  for name, value in item.items() if name.startswith("c") and name[1:].isdigit())
+    used = sorted(
+        (start + int(name[1:]) * NANOS_PER_SECOND, int(value["N"]))
+        for name, value in item.items()
+        if name.startswith("c") and name[1:].isdigit()
+    )
     return Bucket(index, _int(item, "cap"), tuple(used), True)
 
 
 def _duration_fields(resource: Resource) -> dict:
-    return {name: _n(getattr(resource, name)) for name in (
-        "min_duration_ns", "max_duration_ns", "step_ns", "buffer_before_ns", "buffer_after_ns",
-        "min_notice_ns", "max_advance_ns", "hold_for_ns")}
+    return {
+        name: _n(getattr(resource, name))
+        for name in (
+            "min_duration_ns",
+            "max_duration_ns",
+            "step_ns",
+            "buffer_before_ns",
+            "buffer_after_ns",
+            "min_notice_ns",
+            "max_advance_ns",
+            "hold_for_ns",
+        )
+    }
 
 
 def resource_attributes(resource: Resource) -> dict:
@@ -489,31 +524,50 @@ def definition_item(tenant: str, stored: StoredResource) -> dict:
 def resource_from(item: dict) -> Resource:
     labels = tuple(sorted((name, value["S"]) for name, value in item.get("labels", {}).get("M", {}).items()))
     return Resource(
-        id=item["did"]["S"], name=_str(item, "name"), labels=labels, capacity=_int(item, "capacity", 1),
+        id=item["did"]["S"],
+        name=_str(item, "name"),
+        labels=labels,
+        capacity=_int(item, "capacity", 1),
         time_zone=_str(item, "time_zone"),
-        **{name: _int(item, name) for name in _duration_fields(Resource("x"))})
+        **{name: _int(item, name) for name in _duration_fields(Resource("x"))},
+    )
 
 
-def definition_from(item: Optional[dict]) -> Optional[StoredResource]:
+def definition_from(item: dict | None) -> StoredResource | None:
     if item is None:
         return None
-    shape = Shape(pool=item["pool"]["BOOL"], slot_ns=_int(item, "slot"), step_ns=_int(item, "grid_step"),
-                  time_zone=_str(item, "grid_zone"))
-    return StoredResource(resource_from(item), shape, rev=_int(item, "rev", 1), crev=_int(item, "crev", 1),
-                          defined=item["defined"]["BOOL"], deleted=item["deleted"]["BOOL"],
-                          longest_ns=_int(item, "longest"), max_buffer_before_ns=_int(item, "max_bb"),
-                          last_event_ns=_int(item, "ets"))
+    shape = Shape(
+        pool=item["pool"]["BOOL"],
+        slot_ns=_int(item, "slot"),
+        step_ns=_int(item, "grid_step"),
+        time_zone=_str(item, "grid_zone"),
+    )
+    return StoredResource(
+        resource_from(item),
+        shape,
+        rev=_int(item, "rev", 1),
+        crev=_int(item, "crev", 1),
+        defined=item["defined"]["BOOL"],
+        deleted=item["deleted"]["BOOL"],
+        longest_ns=_int(item, "longest"),
+        max_buffer_before_ns=_int(item, "max_bb"),
+        last_event_ns=_int(item, "ets"),
+    )
 
 
-def remembered_from(item: Optional[dict], now_s: int) -> Optional[RememberedRequest]:
+def remembered_from(item: dict | None, now_s: int) -> RememberedRequest | None:
     if item is None or _int(item, "expires_at") <= now_s:
         return None
     return RememberedRequest(item["fingerprint"]["S"], reservation_from(item["reservation"]["M"]))
 
 
 def request_item(tenant: str, request_id: str, fingerprint: str, reservation: Reservation, expires_at_s: int) -> dict:
-    return {**request_key(tenant, request_id), "fingerprint": _s(fingerprint),
-            "reservation": {"M": reservation_attributes(reservation)}, "expires_at": _n(expires_at_s)}
+    return {
+        **request_key(tenant, request_id),
+        "fingerprint": _s(fingerprint),
+        "reservation": {"M": reservation_attributes(reservation)},
+        "expires_at": _n(expires_at_s),
+    }
 
 
 EVENT_RETENTION_NS = 7 * DAY_NS
@@ -552,32 +606,40 @@ def event_item(tenant: str, event: ChangeEvent, partition: str = "") -> dict:
 def event_from(item: dict) -> ChangeEvent:
     event_id = item["ek"]["S"].split("#", 1)[1]
     return ChangeEvent(
-        kind=ChangeKind(int(item["kind"]["N"])), at_ns=event_time_of(item["ek"]["S"]), event_id=event_id,
+        kind=ChangeKind(int(item["kind"]["N"])),
+        at_ns=event_time_of(item["ek"]["S"]),
+        event_id=event_id,
         resource_id=item["rid"]["S"],
         reservation=reservation_from(item["after"]["M"]) if "after" in item else None,
         before=reservation_from(item["before"]["M"]) if "before" in item else None,
-        resource=resource_from(item["resource"]["M"]) if "resource" in item else None)
+        resource=resource_from(item["resource"]["M"]) if "resource" in item else None,
+    )
 
 
 def kind_of(item: dict) -> str:
     """What an item of the table is: reservation, booking, guard, bucket, definition, request, user, event."""
     pk, sk = item["pk"]["S"], item["sk"]["S"]
-    body = pk[len(prefix(tenant_of(pk))):]
+    body = pk[len(prefix(tenant_of(pk))) :]
     if body.startswith("EVR#"):
         return "event"
-    return {RESERVATION_SK: "reservation", REQUEST_SK: "request", USER_SK: "user", TENANT_SK: "tenant",
-            DEFINITION_SK: "definition"}.get(sk) or {"R": "booking", "G": "guard", "B": "bucket"}.get(sk[:1], "unknown")
+    return {
+        RESERVATION_SK: "reservation",
+        REQUEST_SK: "request",
+        USER_SK: "user",
+        TENANT_SK: "tenant",
+        DEFINITION_SK: "definition",
+    }.get(sk) or {"R": "booking", "G": "guard", "B": "bucket"}.get(sk[:1], "unknown")
 
 
 def resource_of(pk: str) -> str:
     """The resource id of a key in a resource (or events) partition."""
-    body = pk[len(prefix(tenant_of(pk))):]
+    body = pk[len(prefix(tenant_of(pk))) :]
     return body.split("#", 1)[1]
 
 
 def guard_index_of(sk: str) -> int:
-    return _index_of(sk[len(GUARD_PREFIX):])
+    return _index_of(sk[len(GUARD_PREFIX) :])
 
 
 def bucket_index_of(sk: str) -> int:
-    return _index_of(sk[len(BUCKET_PREFIX):])
+    return _index_of(sk[len(BUCKET_PREFIX) :])

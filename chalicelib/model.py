@@ -7,7 +7,6 @@ error.
 
 import dataclasses
 import enum
-from typing import Optional
 
 NANOS_PER_SECOND = 1_000_000_000
 MILLIS_NS = 1_000_000
@@ -139,6 +138,6 @@ class ChangeEvent:
     at_ns: int
     event_id: str
     resource_id: str
-    reservation: Optional[Reservation] = None
-    before: Optional[Reservation] = None
-    resource: Optional[Resource] = None
+    reservation: Reservation | None = None
+    before: Reservation | None = None
+    resource: Resource | None = None

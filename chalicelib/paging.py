@@ -38,7 +38,7 @@ def _key() -> bytes:
     if arn:
         try:
             return _secret_from_arn(arn)
-        except Exception:  # noqa: BLE001 - any failure to fetch the key is a retryable outage
+        except Exception:
             log.warning("page token secret unavailable", exc_info=True)
             raise ServiceError(Code.UNAVAILABLE, "paging is temporarily unavailable; retry") from None
     log.error("neither PAGE_TOKEN_SECRET nor PAGE_TOKEN_SECRET_ARN is set: no page token can be signed")

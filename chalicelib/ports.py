@@ -9,9 +9,10 @@ tests have an in-memory one.
 """
 
 import dataclasses
-from typing import Iterator, Optional, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
-from .layout import Bucket, Guard, RememberedRequest, Shape, StoredResource
+from .layout import Guard, RememberedRequest, Shape, StoredResource
 from .model import Booking, ChangeEvent, Reservation
 
 
@@ -56,14 +57,14 @@ class ReserveRead:
 
 @dataclasses.dataclass(frozen=True)
 class ReserveSnapshot:
-    definition: Optional[StoredResource]
+    definition: StoredResource | None
     guards: dict  # slot -> Guard as read
     buckets: dict  # bucket index -> Bucket
     # exclusive resources: the bookings whose padded window overlaps, in start order; when there are
     # NEIGHBOUR_LIMIT or more (more_neighbours), only the first LISTED_NEIGHBOURS of them
     neighbours: tuple
     more_neighbours: bool
-    remembered: Optional[RememberedRequest]
+    remembered: RememberedRequest | None
     user_longest_ns: int
     tenant_longest_ns: int
 
@@ -181,7 +182,7 @@ class WritePlan:
     recaps: list = dataclasses.field(default_factory=list)  # of BucketRecap
     definitions: list = dataclasses.field(default_factory=list)  # of DefinitionWrite
     checks: list = dataclasses.field(default_factory=list)  # of DefinitionCheck
-    request: Optional[RequestRecord] = None
+    request: RequestRecord | None = None
     longest: list = dataclasses.field(default_factory=list)  # of LongestRaise
     events: list = dataclasses.field(default_factory=list)  # of ChangeEvent
     # guard entries of bookings that no longer exist (a hold deleted by TTL): (resource_id, slot, reservation id)
@@ -191,7 +192,7 @@ class WritePlan:
 class Store(Protocol):
     """What the rules need from storage (chalicelib.dynamo.DynamoStore, or a fake in tests)."""
 
-    def read_definition(self, tenant: str, resource_id: str) -> Optional[StoredResource]: ...
+    def read_definition(self, tenant: str, resource_id: str) -> StoredResource | None: ...
 
     def read_definitions(self, tenant: str, resource_ids: list) -> dict: ...
 
@@ -199,16 +200,19 @@ class Store(Protocol):
 
     def read_for_reserve(self, read: ReserveRead) -> ReserveSnapshot: ...
 
-    def get(self, tenant: str, reservation_id: str) -> Optional[Booking]: ...
+    def get(self, tenant: str, reservation_id: str) -> Booking | None: ...
 
-    def bookings(self, tenant: str, resource_id: str, low_key: str, high_key: str, descending: bool,
-                 chunk: int) -> Iterator[Booking]: ...
+    def bookings(
+        self, tenant: str, resource_id: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]: ...
 
-    def bookings_of_user(self, tenant: str, user_id: str, low_key: str, high_key: str, descending: bool,
-                         chunk: int) -> Iterator[Booking]: ...
+    def bookings_of_user(
+        self, tenant: str, user_id: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]: ...
 
-    def bookings_of_tenant(self, tenant: str, low_key: str, high_key: str, descending: bool,
-                           chunk: int) -> Iterator[Booking]: ...
+    def bookings_of_tenant(
+        self, tenant: str, low_key: str, high_key: str, descending: bool, chunk: int
+    ) -> Iterator[Booking]: ...
 
     def read_buckets(self, tenant: str, resource_id: str, shape: Shape, first: int, last: int) -> list: ...
 
@@ -245,4 +249,3 @@ def merge_bucket_deltas(shape: Shape, *changes: dict) -> dict:
             cells = merged.setdefault(shape.bucket_of(cell), {})
             cells[cell] = cells.get(cell, 0) + delta
     return merged
-

@@ -10,7 +10,7 @@ API `changes` has every event.
 """
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from google.protobuf import json_format
 
@@ -39,14 +39,20 @@ def entries_from_records(records: Iterable[dict], bus_name: str) -> list:
         detail = json_format.MessageToDict(event_to_proto(event, cursor=""))
         detail.pop("cursor", None)
         detail["tenant"] = layout.tenant_of(image["pk"]["S"])
-        entries.append({"Source": SOURCE, "DetailType": detail_type(event.kind), "Detail": json.dumps(detail),
-                        "EventBusName": bus_name})
+        entries.append(
+            {
+                "Source": SOURCE,
+                "DetailType": detail_type(event.kind),
+                "Detail": json.dumps(detail),
+                "EventBusName": bus_name,
+            }
+        )
     return entries
 
 
 def publish(client, entries: list) -> None:
     """Send entries in batches; a failed entry fails the batch, so that the stream delivers it again."""
     for first in range(0, len(entries), PUT_EVENTS_LIMIT):
-        answer = client.put_events(Entries=entries[first:first + PUT_EVENTS_LIMIT])
+        answer = client.put_events(Entries=entries[first : first + PUT_EVENTS_LIMIT])
         if answer.get("FailedEntryCount"):
             raise RuntimeError(f"EventBridge refused {answer['FailedEntryCount']} event(s); the stream retries")

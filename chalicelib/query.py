@@ -17,7 +17,6 @@ bytes: a selective filter ends its page early, with a token to go on.
 """
 
 import dataclasses
-from typing import Optional
 
 from . import paging
 from .errors import invalid, unavailable
@@ -40,24 +39,27 @@ class QuerySpec:
     user_id: str = ""
     resource_id: str = ""
     status: Status = Status.UNKNOWN
-    start_ns: Optional[int] = None
-    end_ns: Optional[int] = None
+    start_ns: int | None = None
+    end_ns: int | None = None
     page_size: int = 0
     page_token: str = ""
     descending: bool = False
 
     def matches(self, reservation: Reservation) -> bool:
         """`reservation` as seen now (an expired hold has status EXPIRED)."""
-        return ((not self.user_id or reservation.user_id == self.user_id)
-                and (not self.resource_id or reservation.resource_id == self.resource_id)
-                and (self.status == Status.UNKNOWN or reservation.status == self.status)
-                and (self.start_ns is None or reservation.end_ns > self.start_ns)
-                and (self.end_ns is None or reservation.start_ns < self.end_ns))
+        return (
+            (not self.user_id or reservation.user_id == self.user_id)
+            and (not self.resource_id or reservation.resource_id == self.resource_id)
+            and (self.status == Status.UNKNOWN or reservation.status == self.status)
+            and (self.start_ns is None or reservation.end_ns > self.start_ns)
+            and (self.end_ns is None or reservation.start_ns < self.end_ns)
+        )
 
     def digest(self) -> str:
         """What a page token is bound to: the tenant, the filters and the order, not the page size."""
-        return paging.query_digest(self.tenant, self.user_id, self.resource_id, int(self.status), self.start_ns,
-                                   self.end_ns, self.descending)
+        return paging.query_digest(
+            self.tenant, self.user_id, self.resource_id, int(self.status), self.start_ns, self.end_ns, self.descending
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +76,12 @@ def page_size_of(requested: int, field: str = "page_size") -> int:
 
 def answer_size(reservation: Reservation) -> int:
     """An upper bound of its encoded size: its texts' UTF-8 bytes twice (JSON escapes " and \\ as two)."""
-    texts = len(reservation.id) + len(reservation.user_id.encode()) + len(reservation.resource_id.encode()) + len(
-        reservation.note.encode())
+    texts = (
+        len(reservation.id)
+        + len(reservation.user_id.encode())
+        + len(reservation.resource_id.encode())
+        + len(reservation.note.encode())
+    )
     return RESERVATION_OVERHEAD + 2 * texts
 
 
@@ -95,7 +101,7 @@ def run_query(store: Store, spec: QuerySpec, now_ns: int, pool_lookback_ns=None)
         raise unavailable() from error
 
 
-def _page(store: Store, spec: QuerySpec, now_ns: int, after: Optional[str], size: int, pool_lookback_ns) -> Page:
+def _page(store: Store, spec: QuerySpec, now_ns: int, after: str | None, size: int, pool_lookback_ns) -> Page:
     found, examined, spent = [], 0, 0
     last_key = None
     for booking in _candidates(store, spec, after, size + 1, pool_lookback_ns):
@@ -120,7 +126,7 @@ def _token(spec: QuerySpec, position: str) -> str:
     return paging.encode(position, spec.digest())
 
 
-def _candidates(store: Store, spec: QuerySpec, after: Optional[str], chunk: int, pool_lookback_ns):
+def _candidates(store: Store, spec: QuerySpec, after: str | None, chunk: int, pool_lookback_ns):
     """Bookings that may match, in page order, from the token's position `after` on."""
     high = start_key_bound(spec.end_ns if spec.end_ns is not None else MAX_NS + 1)
     low = start_key_bound(_earliest_start(store, spec, pool_lookback_ns))
@@ -145,8 +151,14 @@ def _earliest_start(store: Store, spec: QuerySpec, pool_lookback_ns) -> int:
         lookback = pool_lookback_ns(spec.tenant, spec.resource_id) if pool_lookback_ns else None
         if lookback is not None:
             return max(MIN_NS, spec.start_ns - lookback)
-        before = next(iter(store.bookings(spec.tenant, spec.resource_id, start_key_bound(MIN_NS),
-                                          start_key_bound(spec.start_ns), True, 1)), None)
+        before = next(
+            iter(
+                store.bookings(
+                    spec.tenant, spec.resource_id, start_key_bound(MIN_NS), start_key_bound(spec.start_ns), True, 1
+                )
+            ),
+            None,
+        )
         if before is not None and before.reservation.end_ns > spec.start_ns:
             return before.reservation.start_ns
         return spec.start_ns

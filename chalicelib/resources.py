@@ -11,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import paging, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
@@ -26,8 +26,16 @@ from .timegrid import check_step, zone_of
 MAX_LABELS = 32
 MAX_LABEL_KEY = 64
 MAX_LABEL_VALUE = 256
-DURATION_RULES = ("min_duration_ns", "max_duration_ns", "step_ns", "buffer_before_ns", "buffer_after_ns",
-                  "min_notice_ns", "max_advance_ns", "hold_for_ns")
+DURATION_RULES = (
+    "min_duration_ns",
+    "max_duration_ns",
+    "step_ns",
+    "buffer_before_ns",
+    "buffer_after_ns",
+    "min_notice_ns",
+    "max_advance_ns",
+    "hold_for_ns",
+)
 WRITE_ATTEMPTS = 8
 log = logging.getLogger(__name__)
 
@@ -35,8 +43,11 @@ log = logging.getLogger(__name__)
 def _unknown_or_unavailable(maybe_written: bool, resource_id: str) -> ServiceError:
     if not maybe_written:
         return unavailable()
-    return ServiceError(Code.UNKNOWN, f"storage failed while defining resource {resource_id}: the definition may "
-                                      "have been stored; get it to find out, or define it again")
+    return ServiceError(
+        Code.UNKNOWN,
+        f"storage failed while defining resource {resource_id}: the definition may "
+        "have been stored; get it to find out, or define it again",
+    )
 
 
 def _backoff(attempt: int) -> None:
@@ -61,8 +72,15 @@ def check_resource(resource: Resource) -> Resource:
     for field in DURATION_RULES:
         if getattr(resource, field) < 0:
             raise invalid(_rule_name(field), "must not be negative")
-    for field in ("max_duration_ns", "min_duration_ns", "min_notice_ns", "max_advance_ns", "hold_for_ns",
-                  "buffer_before_ns", "buffer_after_ns"):
+    for field in (
+        "max_duration_ns",
+        "min_duration_ns",
+        "min_notice_ns",
+        "max_advance_ns",
+        "hold_for_ns",
+        "buffer_before_ns",
+        "buffer_after_ns",
+    ):
         if getattr(resource, field) > LONGEST_NS:
             raise invalid(_rule_name(field), f"must be at most {LONGEST_NS // DAY_NS} days")
     if resource.min_duration_ns and resource.max_duration_ns and resource.min_duration_ns > resource.max_duration_ns:
@@ -80,10 +98,13 @@ def check_resource(resource: Resource) -> Resource:
         if not resource.step_ns:
             raise invalid("resource.step", "a pool (capacity > 1) needs a step: it counts units per step")
         if resource.buffer_before_ns or resource.buffer_after_ns:
-            raise invalid("resource.buffer_before", "a pool counts whole steps: buffers must be 0 "
-                                                    "(make the step or the reservation longer)")
-    return dataclasses.replace(resource, id=resource_id, capacity=capacity,
-                               labels=tuple(sorted(dict(resource.labels).items())))
+            raise invalid(
+                "resource.buffer_before",
+                "a pool counts whole steps: buffers must be 0 (make the step or the reservation longer)",
+            )
+    return dataclasses.replace(
+        resource, id=resource_id, capacity=capacity, labels=tuple(sorted(dict(resource.labels).items()))
+    )
 
 
 class ResourceService:
@@ -92,7 +113,7 @@ class ResourceService:
         self.hints = hints  # shared with ReservationService: dropped here when a definition changes
         self.clock = clock
 
-    def _read(self, tenant: str, resource_id: str) -> Optional[StoredResource]:
+    def _read(self, tenant: str, resource_id: str) -> StoredResource | None:
         try:
             return self.store.read_definition(tenant, resource_id)
         except StorageUnavailable as error:
@@ -118,14 +139,27 @@ class ResourceService:
             if capacity_changed:
                 self._check_capacity(tenant, resource, shape, now)
             stored = StoredResource(
-                resource, shape, rev=(current.rev + 1) if current else 1,
+                resource,
+                shape,
+                rev=(current.rev + 1) if current else 1,
                 crev=(current.crev + (1 if capacity_changed else 0)) if current else 1,
                 longest_ns=current.longest_ns if current else 0,
                 max_buffer_before_ns=max(current.max_buffer_before_ns if current else 0, resource.buffer_before_ns),
-                last_event_ns=max(now, (current.last_event_ns + 1) if current else 0))
-            plan = WritePlan(tenant, definitions=[DefinitionWrite(stored, current.rev if current else 0)],
-                             events=[ChangeEvent(ChangeKind.RESOURCE_DEFINED, stored.last_event_ns, uuid.uuid4().hex,
-                                                 resource.id, resource=resource)])
+                last_event_ns=max(now, (current.last_event_ns + 1) if current else 0),
+            )
+            plan = WritePlan(
+                tenant,
+                definitions=[DefinitionWrite(stored, current.rev if current else 0)],
+                events=[
+                    ChangeEvent(
+                        ChangeKind.RESOURCE_DEFINED,
+                        stored.last_event_ns,
+                        uuid.uuid4().hex,
+                        resource.id,
+                        resource=resource,
+                    )
+                ],
+            )
             try:
                 self.store.commit(plan)
             except StaleWrite:
@@ -143,24 +177,32 @@ class ResourceService:
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource.id}; retry")
 
     @staticmethod
-    def _check_shape(resource: Resource, shape: Shape, current: Optional[StoredResource]) -> None:
+    def _check_shape(resource: Resource, shape: Shape, current: StoredResource | None) -> None:
         """Refuse changes of what shapes storage, naming what can be done instead."""
         if current is None:
             return
         if resource.is_pool != shape.pool:
             if current.defined:
-                raise failed(f"resource {resource.id}: capacity 1 and capacity > 1 are stored differently, so a "
-                             f"resource cannot change between them; define a new resource id")
-            raise failed(f"resource {resource.id} was already used without a definition, so it stays "
-                         f"exclusive (capacity 1); define a pool before its first reservation, under a new id")
+                raise failed(
+                    f"resource {resource.id}: capacity 1 and capacity > 1 are stored differently, so a "
+                    f"resource cannot change between them; define a new resource id"
+                )
+            raise failed(
+                f"resource {resource.id} was already used without a definition, so it stays "
+                f"exclusive (capacity 1); define a pool before its first reservation, under a new id"
+            )
         if shape.pool and (resource.step_ns, resource.time_zone) != (shape.step_ns, shape.time_zone):
-            raise failed(f"resource {resource.id}: a pool's step and time_zone are fixed once defined "
-                         f"(step {validate.duration_text(shape.step_ns)}, time_zone {shape.time_zone or 'UTC'})")
+            raise failed(
+                f"resource {resource.id}: a pool's step and time_zone are fixed once defined "
+                f"(step {validate.duration_text(shape.step_ns)}, time_zone {shape.time_zone or 'UTC'})"
+            )
         padded = resource.max_duration_ns + resource.buffer_before_ns + resource.buffer_after_ns
         if padded > shape.longest_ns():
-            raise failed(f"resource {resource.id}: its storage was sized for reservations of at most "
-                         f"{validate.duration_text(shape.longest_ns())} with their buffers; define a new "
-                         f"resource id for longer ones")
+            raise failed(
+                f"resource {resource.id}: its storage was sized for reservations of at most "
+                f"{validate.duration_text(shape.longest_ns())} with their buffers; define a new "
+                f"resource id for longer ones"
+            )
 
     def _future_buckets(self, tenant: str, resource_id: str, shape: Shape, now_ns: int) -> list:
         first = shape.bucket_of(now_ns)
@@ -179,44 +221,63 @@ class ResourceService:
                     busiest = (used, cell, end)
         if busiest is not None and busiest[0] > resource.capacity:
             used, start, end = busiest
-            raise failed(f"resource {resource.id}: {used} units are booked in [{validate.iso(start)}, "
-                         f"{validate.iso(end)}), more than the capacity {resource.capacity} asked; cancel or move "
-                         f"reservations there first")
+            raise failed(
+                f"resource {resource.id}: {used} units are booked in [{validate.iso(start)}, "
+                f"{validate.iso(end)}), more than the capacity {resource.capacity} asked; cancel or move "
+                f"reservations there first"
+            )
 
-    def _settle_capacity(self, tenant: str, stored: StoredResource, before: Optional[StoredResource],
-                         now_ns: int) -> None:
+    def _settle_capacity(self, tenant: str, stored: StoredResource, before: StoredResource | None, now_ns: int) -> None:
         """Give every bucket from now on the definition's capacity. A bucket where reservations made
         meanwhile (by writers that read the old capacity) do not fit the new one undoes the change;
         storage failures leave it under way: defining the resource again finishes it."""
         shape, new, resource_id = stored.shape, stored.resource.capacity, stored.resource.id
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                pending = [bucket for bucket in self.store.read_buckets(
-                    tenant, resource_id, shape, shape.bucket_of(now_ns), shape.bucket_of(now_ns) + 10**12)
-                    if bucket.cap != new]
+                pending = [
+                    bucket
+                    for bucket in self.store.read_buckets(
+                        tenant, resource_id, shape, shape.bucket_of(now_ns), shape.bucket_of(now_ns) + 10**12
+                    )
+                    if bucket.cap != new
+                ]
             except StorageUnavailable:
                 break
             if not pending:
                 return
             for bucket in pending:
                 try:
-                    self.store.commit(WritePlan(tenant, recaps=[
-                        BucketRecap(resource_id, shape, bucket.index, bucket.cap, new, now_ns)]))
+                    self.store.commit(
+                        WritePlan(
+                            tenant, recaps=[BucketRecap(resource_id, shape, bucket.index, bucket.cap, new, now_ns)]
+                        )
+                    )
                 except StaleWrite:
                     if new < bucket.cap and self._over(tenant, stored, bucket.index, new, now_ns):
-                        self._undo_capacity(tenant, stored, before or dataclasses.replace(
-                            stored, resource=dataclasses.replace(stored.resource, capacity=bucket.cap)), now_ns)
-                        raise failed(f"resource {resource_id}: reservations made while the capacity changed do not "
-                                     f"fit {new}; the capacity stays {before.resource.capacity if before else bucket.cap}"
-                                     ) from None
+                        self._undo_capacity(
+                            tenant,
+                            stored,
+                            before
+                            or dataclasses.replace(
+                                stored, resource=dataclasses.replace(stored.resource, capacity=bucket.cap)
+                            ),
+                            now_ns,
+                        )
+                        raise failed(
+                            f"resource {resource_id}: reservations made while the capacity changed do not "
+                            f"fit {new}; the capacity stays {before.resource.capacity if before else bucket.cap}"
+                        ) from None
                     _backoff(attempt)
                     break  # its capacity changed meanwhile: read the buckets again
                 except (OutcomeUnknown, StorageUnavailable):
                     _backoff(attempt)
                     break  # read again: a lost answer may have applied it
         # UNKNOWN, not UNAVAILABLE: the definition was stored, only some of its buckets follow it yet
-        raise ServiceError(Code.UNKNOWN, f"resource {resource_id}: capacity {new} is stored but storage failed while "
-                                         "applying it; define the resource again (same fields) to finish it")
+        raise ServiceError(
+            Code.UNKNOWN,
+            f"resource {resource_id}: capacity {new} is stored but storage failed while "
+            "applying it; define the resource again (same fields) to finish it",
+        )
 
     def _over(self, tenant: str, stored: StoredResource, index: int, capacity: int, now_ns: int) -> bool:
         """Does a bucket hold more units than `capacity` in a cell that is not over yet?"""
@@ -225,22 +286,41 @@ class ResourceService:
             buckets = self.store.read_buckets(tenant, stored.resource.id, shape, index, index)
         except StorageUnavailable:
             return False  # not known: the caller retries and reads again
-        return any(used > capacity and shape.grid.next_point(cell + 1) > now_ns
-                   for bucket in buckets for cell, used in bucket.used)
+        return any(
+            used > capacity and shape.grid.next_point(cell + 1) > now_ns
+            for bucket in buckets
+            for cell, used in bucket.used
+        )
 
     def _undo_capacity(self, tenant: str, after: StoredResource, before: StoredResource, now_ns: int) -> None:
         """Put the definition and the buckets back to the capacity of `before`."""
-        restored = dataclasses.replace(before, rev=after.rev + 1, crev=after.crev + 1,
-                                       last_event_ns=after.last_event_ns + 1)
+        restored = dataclasses.replace(
+            before, rev=after.rev + 1, crev=after.crev + 1, last_event_ns=after.last_event_ns + 1
+        )
         try:
-            self.store.commit(WritePlan(tenant, definitions=[DefinitionWrite(restored, after.rev)], events=[
-                ChangeEvent(ChangeKind.RESOURCE_DEFINED, restored.last_event_ns, uuid.uuid4().hex,
-                            before.resource.id, resource=before.resource)]))
+            self.store.commit(
+                WritePlan(
+                    tenant,
+                    definitions=[DefinitionWrite(restored, after.rev)],
+                    events=[
+                        ChangeEvent(
+                            ChangeKind.RESOURCE_DEFINED,
+                            restored.last_event_ns,
+                            uuid.uuid4().hex,
+                            before.resource.id,
+                            resource=before.resource,
+                        )
+                    ],
+                )
+            )
         except (StaleWrite, OutcomeUnknown, StorageUnavailable):
-            raise ServiceError(Code.UNKNOWN, f"resource {after.resource.id}: reservations made meanwhile do not fit "
-                                             f"capacity {after.resource.capacity}, and putting back "
-                                             f"{before.resource.capacity} failed; get the resource to see which "
-                                             "capacity it has, and define it again") from None
+            raise ServiceError(
+                Code.UNKNOWN,
+                f"resource {after.resource.id}: reservations made meanwhile do not fit "
+                f"capacity {after.resource.capacity}, and putting back "
+                f"{before.resource.capacity} failed; get the resource to see which "
+                "capacity it has, and define it again",
+            ) from None
         self._settle_capacity(tenant, restored, None, now_ns)
 
     def get(self, tenant: str, resource_id: str) -> Resource:
@@ -271,12 +351,19 @@ class ResourceService:
         resource_id = current.resource.id
         try:
             if not current.shape.pool:  # at most one booking covers `now`: the last one starting before it
-                before = next(iter(self.store.bookings(tenant, resource_id, start_key_bound(-LONGEST_NS),
-                                                       start_key_bound(now_ns), True, 1)), None)
+                before = next(
+                    iter(
+                        self.store.bookings(
+                            tenant, resource_id, start_key_bound(-LONGEST_NS), start_key_bound(now_ns), True, 1
+                        )
+                    ),
+                    None,
+                )
                 if before is not None and before.reservation.end_ns > now_ns and not before.reservation.expired(now_ns):
                     return before
-            for booking in self.store.bookings(tenant, resource_id, start_key_bound(now_ns - lookback),
-                                               start_key_bound(MAX_NS + 1), False, 20):
+            for booking in self.store.bookings(
+                tenant, resource_id, start_key_bound(now_ns - lookback), start_key_bound(MAX_NS + 1), False, 20
+            ):
                 if booking.reservation.end_ns > now_ns and not booking.reservation.expired(now_ns):
                     return booking
         except StorageUnavailable as error:
@@ -294,22 +381,42 @@ class ResourceService:
             except ServiceError:
                 if maybe_deleted is None:
                     raise
-                raise ServiceError(Code.UNKNOWN, f"storage failed while deleting resource {resource_id}: it may "
-                                                 "have been deleted; get it to find out") from None
-            if maybe_deleted is not None and current is not None and current.deleted and \
-                    current.rev == maybe_deleted.rev:
+                raise ServiceError(
+                    Code.UNKNOWN,
+                    f"storage failed while deleting resource {resource_id}: it may "
+                    "have been deleted; get it to find out",
+                ) from None
+            if (
+                maybe_deleted is not None
+                and current is not None
+                and current.deleted
+                and current.rev == maybe_deleted.rev
+            ):
                 return current.resource  # the delete whose answer was lost did commit
             if current is None or not current.live:
                 raise not_found("resource", resource_id)
             live = self._live_booking(tenant, current, now)
             if live is not None:
-                raise failed(f"resource {resource_id} still has reservations (e.g. {live.reservation.id} ending "
-                             f"{validate.iso(live.reservation.end_ns)}); cancel them first")
-            stored = dataclasses.replace(current, rev=current.rev + 1, deleted=True,
-                                         last_event_ns=max(now, current.last_event_ns + 1))
-            plan = WritePlan(tenant, definitions=[DefinitionWrite(stored, current.rev)],
-                             events=[ChangeEvent(ChangeKind.RESOURCE_DELETED, stored.last_event_ns, uuid.uuid4().hex,
-                                                 resource_id, resource=current.resource)])
+                raise failed(
+                    f"resource {resource_id} still has reservations (e.g. {live.reservation.id} ending "
+                    f"{validate.iso(live.reservation.end_ns)}); cancel them first"
+                )
+            stored = dataclasses.replace(
+                current, rev=current.rev + 1, deleted=True, last_event_ns=max(now, current.last_event_ns + 1)
+            )
+            plan = WritePlan(
+                tenant,
+                definitions=[DefinitionWrite(stored, current.rev)],
+                events=[
+                    ChangeEvent(
+                        ChangeKind.RESOURCE_DELETED,
+                        stored.last_event_ns,
+                        uuid.uuid4().hex,
+                        resource_id,
+                        resource=current.resource,
+                    )
+                ],
+            )
             try:
                 self.store.commit(plan)
                 return current.resource
@@ -319,4 +426,3 @@ class ResourceService:
             finally:
                 self.hints.pop((tenant, resource_id), None)
         raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; retry")
-

@@ -20,8 +20,12 @@ def build_api(store: Store, clock=None) -> ReservationApi:
     """Every rule module over one store (and one clock: tests pass a controllable one)."""
     timing = {"clock": clock} if clock is not None else {}
     reservations = ReservationService(store, **timing)
-    return ReservationApi(reservations, ResourceService(store, reservations.hints, **timing),
-                          ChangeFeed(store, **timing), AvailabilityService(store, **timing))
+    return ReservationApi(
+        reservations,
+        ResourceService(store, reservations.hints, **timing),
+        ChangeFeed(store, **timing),
+        AvailabilityService(store, **timing),
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import rules, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
@@ -31,8 +31,8 @@ from .ports import (
     ReserveRead,
     ReserveSnapshot,
     StaleWrite,
-    Store,
     StorageUnavailable,
+    Store,
     TooLarge,
     WritePlan,
     merge_bucket_deltas,
@@ -54,30 +54,48 @@ log = logging.getLogger(__name__)
 class Conflict(ServiceError):
     """A claim does not fit: `blocking` (the first LISTED_CONFLICTS) are in the way, `total` in all."""
 
-    def __init__(self, resource_id: str, requested: Reservation, blocking: list, total: int,
-                 full_window: tuple = (), units_free: int = 0, capacity: int = 1, at_least: bool = False,
-                 buffers: tuple = (0, 0)):
+    def __init__(
+        self,
+        resource_id: str,
+        requested: Reservation,
+        blocking: list,
+        total: int,
+        full_window: tuple = (),
+        units_free: int = 0,
+        capacity: int = 1,
+        at_least: bool = False,
+        buffers: tuple = (0, 0),
+    ):
         self.resource_id = resource_id
         self.requested = requested
         self.blocking = tuple(blocking[:LISTED_CONFLICTS])
         self.total = total
         self.full_window = full_window
         self.units_free = units_free
-        listed = ", ".join(f"{b.reservation.id} [{validate.iso(b.reservation.start_ns)}, "
-                           f"{validate.iso(b.reservation.end_ns)})" for b in self.blocking)
-        more = f" and {'at least ' if at_least else ''}{total - len(self.blocking)} more" \
-            if total > len(self.blocking) else ""
+        listed = ", ".join(
+            f"{b.reservation.id} [{validate.iso(b.reservation.start_ns)}, {validate.iso(b.reservation.end_ns)})"
+            for b in self.blocking
+        )
+        more = (
+            f" and {'at least ' if at_least else ''}{total - len(self.blocking)} more"
+            if total > len(self.blocking)
+            else ""
+        )
         if full_window:
             start, end = full_window
-            message = (f"resource {resource_id} has {units_free} of {capacity} units free in "
-                       f"[{validate.iso(start)}, {validate.iso(end)}), {requested.units} requested; "
-                       f"taken by {listed}{more}")
+            message = (
+                f"resource {resource_id} has {units_free} of {capacity} units free in "
+                f"[{validate.iso(start)}, {validate.iso(end)}), {requested.units} requested; "
+                f"taken by {listed}{more}"
+            )
         else:
             message = f"resource {resource_id} is already reserved in the requested window by {listed}{more}"
             if any(buffers) or any(b.buffer_before_ns or b.buffer_after_ns for b in self.blocking):
                 before, after = buffers
-                message += (f" (its buffers keep free time around reservations: {validate.duration_text(before)} "
-                            f"before and {validate.duration_text(after)} after)")
+                message += (
+                    f" (its buffers keep free time around reservations: {validate.duration_text(before)} "
+                    f"before and {validate.duration_text(after)} after)"
+                )
         super().__init__(Code.FAILED_PRECONDITION, message)
 
 
@@ -107,11 +125,17 @@ def find_conflicts(neighbours, booking: Booking, now_ns: int) -> tuple:
     return blocking, displaceable
 
 
-def _fingerprint(reservation: Reservation, hold_for_ns: Optional[int]) -> str:
+def _fingerprint(reservation: Reservation, hold_for_ns: int | None) -> str:
     """What makes two reserve calls 'the same request' for idempotency. A request of one unit and no
     hold keeps the first release's fingerprint, so its remembered request ids still replay."""
-    parts = (reservation.user_id, reservation.resource_id, str(int(reservation.status)), str(reservation.start_ns),
-             str(reservation.end_ns), reservation.note)
+    parts = (
+        reservation.user_id,
+        reservation.resource_id,
+        str(int(reservation.status)),
+        str(reservation.start_ns),
+        str(reservation.end_ns),
+        reservation.note,
+    )
     if reservation.units != 1 or hold_for_ns is not None:
         parts += (str(reservation.units), str(hold_for_ns))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
@@ -122,11 +146,11 @@ def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
 
 
-def _event(kind: ChangeKind, at_ns: int, after: Reservation, before: Optional[Reservation] = None) -> ChangeEvent:
+def _event(kind: ChangeKind, at_ns: int, after: Reservation, before: Reservation | None = None) -> ChangeEvent:
     return ChangeEvent(kind, at_ns, uuid.uuid4().hex, after.resource_id, reservation=after, before=before)
 
 
-def _next_event_time(plan: WritePlan, now_ns: int, booking: Optional[Booking] = None) -> int:
+def _next_event_time(plan: WritePlan, now_ns: int, booking: Booking | None = None) -> int:
     """The time of the plan's next event: after its other events and, so that events of one reservation
     are in the order of its changes even when two writers' clocks differ, after the booking's last one."""
     latest = max((event.at_ns for event in plan.events), default=now_ns - 1)
@@ -155,7 +179,7 @@ class Hints(collections.OrderedDict):
 class Target:
     """Where a claim goes: the resource's definition (or None), shape and the snapshot read for it."""
 
-    definition: Optional[StoredResource]
+    definition: StoredResource | None
     shape: Shape
     snapshot: ReserveSnapshot
 
@@ -174,8 +198,9 @@ class ReservationService:
 
     # ---- reserve ---------------------------------------------------------------------------
 
-    def reserve(self, caller: Caller, draft: Reservation, request_id: str = "",
-                hold_for_ns: Optional[int] = None) -> Reservation:
+    def reserve(
+        self, caller: Caller, draft: Reservation, request_id: str = "", hold_for_ns: int | None = None
+    ) -> Reservation:
         """Make a reservation unless it does not fit. `draft.id` must be empty: ids are assigned here."""
         if draft.id:
             raise invalid("reservation.id", "must be empty: the service assigns ids")
@@ -194,8 +219,9 @@ class ReservationService:
                 raise invalid("hold_for", f"only a PENDING reservation can be a hold, not {status.name}")
         self._check_acting(caller, user_id)
         units = _check_units(draft.units, "reservation.units")
-        wanted = Reservation(str(uuid.uuid4()), user_id, resource_id, status, draft.start_ns, draft.end_ns,
-                             draft.note, units)
+        wanted = Reservation(
+            str(uuid.uuid4()), user_id, resource_id, status, draft.start_ns, draft.end_ns, draft.note, units
+        )
         fingerprint = _fingerprint(wanted, hold_for_ns)
         maybe_written = False
         for attempt in range(WRITE_ATTEMPTS):
@@ -209,13 +235,28 @@ class ReservationService:
                 return self._replay(snapshot.remembered, fingerprint, request_id).seen_at(now)
             if maybe_written and self._committed(caller.tenant, wanted.id, request_id):
                 return self.get(caller, wanted.id)
-            rules.check_window(target.resource, target.shape, wanted.start_ns, wanted.end_ns, units, now,
-                               "reservation.start", "reservation.end", "reservation.units")
+            rules.check_window(
+                target.resource,
+                target.shape,
+                wanted.start_ns,
+                wanted.end_ns,
+                units,
+                now,
+                "reservation.start",
+                "reservation.end",
+                "reservation.units",
+            )
             self._check_bookable(target, resource_id)
             before, after = rules.padding(target.resource)
             expires = rules.hold_expiry(target.resource, hold_for_ns, now) if status == Status.PENDING else 0
-            booking = Booking(dataclasses.replace(wanted, expires_at_ns=expires), 1, before, after,
-                              pooled=target.shape.pool, slot_ns=target.shape.slot_ns)
+            booking = Booking(
+                dataclasses.replace(wanted, expires_at_ns=expires),
+                1,
+                before,
+                after,
+                pooled=target.shape.pool,
+                slot_ns=target.shape.slot_ns,
+            )
             plan = WritePlan(caller.tenant)
             try:
                 self._place(plan, target, booking, now, moving=None)
@@ -225,8 +266,9 @@ class ReservationService:
             booking = dataclasses.replace(booking, last_event_ns=at)
             plan.create.append(booking)
             if request_id:
-                plan.request = RequestRecord(request_id, fingerprint, booking.reservation,
-                                             int(time.time()) + REQUEST_ID_TTL_SECONDS)
+                plan.request = RequestRecord(
+                    request_id, fingerprint, booking.reservation, int(time.time()) + REQUEST_ID_TTL_SECONDS
+                )
             self._raise_longest(plan, snapshot, booking)
             plan.events.append(_event(ChangeKind.RESERVATION_CREATED, at, booking.reservation))
             try:
@@ -242,16 +284,20 @@ class ReservationService:
                 _backoff(attempt)
         if maybe_written and self._committed(caller.tenant, wanted.id, request_id):
             return self.get(caller, wanted.id)
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on resource {resource_id}; nothing was "
-                                         "reserved; retry")
+        raise ServiceError(
+            Code.ABORTED, f"too many concurrent changes on resource {resource_id}; nothing was reserved; retry"
+        )
 
     def _commit(self, plan: WritePlan) -> None:
         try:
             self.store.commit(plan)
         except TooLarge:
-            raise ServiceError(Code.RESOURCE_EXHAUSTED, "this change touches more items than one DynamoDB "
-                                                        "transaction holds; make the reservation shorter (or cancel "
-                                                        "and reserve instead of moving it)") from None
+            raise ServiceError(
+                Code.RESOURCE_EXHAUSTED,
+                "this change touches more items than one DynamoDB "
+                "transaction holds; make the reservation shorter (or cancel "
+                "and reserve instead of moving it)",
+            ) from None
 
     def _committed(self, tenant: str, reservation_id: str, request_id: str) -> bool:
         """After a write whose answer was lost: did it commit? (a failed read: MaybeWritten)"""
@@ -268,14 +314,19 @@ class ReservationService:
             return unavailable()
         retry = f"retry with request_id {request_id}" if request_id else "retry with a request_id next time"
         log.warning("write outcome unknown for reservation %s", reservation_id)
-        return MaybeWritten(f"storage failed while reserving: reservation {reservation_id} may have been made; "
-                            f"get it to find out, or {retry}", reservation_id, request_id)
+        return MaybeWritten(
+            f"storage failed while reserving: reservation {reservation_id} may have been made; "
+            f"get it to find out, or {retry}",
+            reservation_id,
+            request_id,
+        )
 
     @staticmethod
     def _replay(remembered, fingerprint: str, request_id: str) -> Reservation:
         if remembered.fingerprint != fingerprint:
-            raise ServiceError(Code.ALREADY_EXISTS,
-                               f"request_id {request_id} was already used for a different reservation")
+            raise ServiceError(
+                Code.ALREADY_EXISTS, f"request_id {request_id} was already used for a different reservation"
+            )
         return remembered.reservation
 
     def _target(self, tenant: str, reservation: Reservation, request_id: str = "") -> Target:
@@ -284,8 +335,16 @@ class ReservationService:
         for _ in range(3):
             hint = self.hints.get(hint_key)
             shape, (before, after), lookback = _read_plan(hint)
-            read = ReserveRead(tenant, reservation.resource_id, shape, reservation.start_ns - before,
-                               reservation.end_ns + after, reservation.user_id, request_id, lookback)
+            read = ReserveRead(
+                tenant,
+                reservation.resource_id,
+                shape,
+                reservation.start_ns - before,
+                reservation.end_ns + after,
+                reservation.user_id,
+                request_id,
+                lookback,
+            )
             snapshot = self.store.read_for_reserve(read)
             definition = snapshot.definition
             if definition is not None:
@@ -302,15 +361,17 @@ class ReservationService:
         if target.shape.pool and target.resource is None:
             raise failed(f"resource {resource_id} was deleted; define it again to reserve it")
 
-    def _place(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int,
-               moving: Optional[Booking]) -> None:
+    def _place(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int, moving: Booking | None) -> None:
         """Add to `plan` what claims `booking`'s padded window (raises Conflict when it does not fit).
 
         `moving` is the booking being rescheduled: it is not in its own way, and its old claim is released.
         """
         if target.definition is None:
-            plan.definitions.append(DefinitionWrite(
-                StoredResource(_undefined(booking.reservation.resource_id), Shape(), defined=False), expected_rev=0))
+            plan.definitions.append(
+                DefinitionWrite(
+                    StoredResource(_undefined(booking.reservation.resource_id), Shape(), defined=False), expected_rev=0
+                )
+            )
         if target.shape.pool:
             self._place_in_pool(plan, target, booking, now_ns, moving)
         else:
@@ -321,18 +382,24 @@ class ReservationService:
         reservation = booking.reservation
         blocking, displaceable = find_conflicts(snapshot.neighbours, booking, now_ns)
         if blocking:
-            raise Conflict(reservation.resource_id, reservation, blocking,
-                           NEIGHBOUR_LIMIT if snapshot.more_neighbours else len(blocking),
-                           at_least=snapshot.more_neighbours,
-                           buffers=(booking.buffer_before_ns, booking.buffer_after_ns))
+            raise Conflict(
+                reservation.resource_id,
+                reservation,
+                blocking,
+                NEIGHBOUR_LIMIT if snapshot.more_neighbours else len(blocking),
+                at_least=snapshot.more_neighbours,
+                buffers=(booking.buffer_before_ns, booking.buffer_after_ns),
+            )
         if snapshot.more_neighbours or len(displaceable) > DISPLACE_LIMIT:
             # Too many expired holds in the way for one write: remove them first (freeing time needs no
             # guard), then decide again on what is left.
             self._expire(plan.tenant, self._expired_in(plan.tenant, booking, now_ns, _read_plan(target.definition)[2]))
             raise _ReadAgain()
         self._displace(plan, self._stored(plan, displaceable, now_ns, target.shape), now_ns)
-        plan.guards += [GuardBump(reservation.resource_id, snapshot.guards.get(index) or Guard(index))
-                        for index in target.shape.slots(booking.padded_start_ns, booking.padded_end_ns)]
+        plan.guards += [
+            GuardBump(reservation.resource_id, snapshot.guards.get(index) or Guard(index))
+            for index in target.shape.slots(booking.padded_start_ns, booking.padded_end_ns)
+        ]
 
     def _stored(self, plan: WritePlan, holds: list, now_ns: int, shape: Shape) -> list:
         """The stored bookings of expired holds that guards listed (a guard keeps only their windows).
@@ -347,16 +414,19 @@ class ReservationService:
             except StorageUnavailable as error:
                 raise unavailable() from error
             if stored is None:
-                plan.stale_entries += [(hold.reservation.resource_id, index, hold.reservation.id)
-                                       for index in shape.slots(hold.padded_start_ns, hold.padded_end_ns)]
+                plan.stale_entries += [
+                    (hold.reservation.resource_id, index, hold.reservation.id)
+                    for index in shape.slots(hold.padded_start_ns, hold.padded_end_ns)
+                ]
             elif stored.reservation.expired(now_ns):
                 found.append(stored)
             else:
                 raise _ReadAgain()
         return found
 
-    def _place_in_pool(self, plan: WritePlan, target: Target, booking: Booking, now_ns: int,
-                       moving: Optional[Booking]) -> None:
+    def _place_in_pool(
+        self, plan: WritePlan, target: Target, booking: Booking, now_ns: int, moving: Booking | None
+    ) -> None:
         definition, shape, snapshot = target.definition, target.shape, target.snapshot
         reservation = booking.reservation
         capacity = definition.resource.capacity
@@ -368,9 +438,13 @@ class ReservationService:
         full = self._first_full(shape, snapshot.buckets, capacity, merge_bucket_deltas(shape, wanted, released))
         if full is not None:
             in_window = list(self._pool_bookings(plan.tenant, definition, booking))
-            displaced = [other for other in in_window if other.reservation.expired(now_ns)
-                         and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
-                         and (moving is None or other.reservation.id != moving.reservation.id)]
+            displaced = [
+                other
+                for other in in_window
+                if other.reservation.expired(now_ns)
+                and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
+                and (moving is None or other.reservation.id != moving.reservation.id)
+            ]
             if len(displaced) > DISPLACE_LIMIT:
                 self._expire(plan.tenant, displaced)  # apart, then decide on fresh counters
                 raise _ReadAgain()
@@ -380,11 +454,22 @@ class ReservationService:
             full = self._first_full(shape, buckets, capacity, merged)
             if full is not None:
                 cell_start, cell_end, free = full
-                blocking = [other for other in in_window if other.overlaps(cell_start, cell_end)
-                            and not other.reservation.expired(now_ns)
-                            and (moving is None or other.reservation.id != moving.reservation.id)]
-                raise Conflict(reservation.resource_id, reservation, blocking, len(blocking),
-                               (cell_start, cell_end), free, capacity)
+                blocking = [
+                    other
+                    for other in in_window
+                    if other.overlaps(cell_start, cell_end)
+                    and not other.reservation.expired(now_ns)
+                    and (moving is None or other.reservation.id != moving.reservation.id)
+                ]
+                raise Conflict(
+                    reservation.resource_id,
+                    reservation,
+                    blocking,
+                    len(blocking),
+                    (cell_start, cell_end),
+                    free,
+                    capacity,
+                )
         freed = [{cell: -units for cell, units in units_by_cell(other, shape).items()} for other in displaced]
         self._displace(plan, displaced, now_ns)
         created = False
@@ -394,13 +479,25 @@ class ReservationService:
             bucket = buckets.get(index)
             exists = bucket is not None and bucket.exists
             cap = bucket.cap if exists else capacity
-            plan.buckets.append(BucketChange(reservation.resource_id, shape, index, tuple(sorted(cells.items())),
-                                             cap, min(cap, capacity), create=not exists))
+            plan.buckets.append(
+                BucketChange(
+                    reservation.resource_id,
+                    shape,
+                    index,
+                    tuple(sorted(cells.items())),
+                    cap,
+                    min(cap, capacity),
+                    create=not exists,
+                )
+            )
             created = created or not exists
         padded = booking.padded_end_ns - booking.padded_start_ns
         if created or padded > definition.longest_ns:
-            plan.checks.append(DefinitionCheck(reservation.resource_id, definition.crev,
-                                               padded if padded > definition.longest_ns else 0))
+            plan.checks.append(
+                DefinitionCheck(
+                    reservation.resource_id, definition.crev, padded if padded > definition.longest_ns else 0
+                )
+            )
 
     def _with_buckets(self, tenant: str, resource_id: str, shape: Shape, read: dict, merged: dict) -> dict:
         """The buckets read, plus those the deltas touch beyond the new window (a moved or displaced
@@ -415,7 +512,7 @@ class ReservationService:
         return {**read, **{bucket.index: bucket for bucket in found if bucket.index in merged}}
 
     @staticmethod
-    def _first_full(shape: Shape, buckets: dict, capacity: int, merged: dict) -> Optional[tuple]:
+    def _first_full(shape: Shape, buckets: dict, capacity: int, merged: dict) -> tuple | None:
         """(cell start, cell end, units free) of the first cell the deltas would overfill, or None."""
         for index in sorted(merged):
             bucket = buckets.get(index)
@@ -433,12 +530,17 @@ class ReservationService:
         resource_id = booking.reservation.resource_id
         start = start_key_bound(booking.padded_start_ns)
         try:
-            before = list(self.store.bookings(tenant, resource_id, start_key_bound(rules.EARLIEST_NS), start,
-                                              True, 1))[:1]
-            within = self.store.bookings(tenant, resource_id, start,
-                                         start_key_bound(booking.padded_end_ns + lookback_ns), False, 100)
-            return [other for other in [*before, *within] if other.reservation.expired(now_ns)
-                    and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)]
+            before = list(self.store.bookings(tenant, resource_id, start_key_bound(rules.EARLIEST_NS), start, True, 1))[
+                :1
+            ]
+            within = self.store.bookings(
+                tenant, resource_id, start, start_key_bound(booking.padded_end_ns + lookback_ns), False, 100
+            )
+            return [
+                other
+                for other in [*before, *within]
+                if other.reservation.expired(now_ns) and other.overlaps(booking.padded_start_ns, booking.padded_end_ns)
+            ]
         except StorageUnavailable as error:
             raise unavailable() from error
 
@@ -455,8 +557,14 @@ class ReservationService:
         """Remove expired holds in the same write that takes their time (a pool's deltas already free their units)."""
         for hold in holds:
             plan.remove.append(hold)
-            plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now_ns, hold),
-                                      hold.reservation.seen_at(now_ns), hold.reservation))
+            plan.events.append(
+                _event(
+                    ChangeKind.RESERVATION_EXPIRED,
+                    _next_event_time(plan, now_ns, hold),
+                    hold.reservation.seen_at(now_ns),
+                    hold.reservation,
+                )
+            )
 
     def _raise_longest(self, plan: WritePlan, snapshot: ReserveSnapshot, booking: Booking) -> None:
         duration = booking.reservation.end_ns - booking.reservation.start_ns
@@ -483,15 +591,17 @@ class ReservationService:
     @staticmethod
     def _check_acting(caller: Caller, user_id: str) -> None:
         if caller.acting_user and caller.acting_user != user_id:
-            raise ServiceError(Code.PERMISSION_DENIED,
-                               f"acting as user {caller.acting_user}: cannot change reservations of another user")
+            raise ServiceError(
+                Code.PERMISSION_DENIED,
+                f"acting as user {caller.acting_user}: cannot change reservations of another user",
+            )
 
     # ---- changes of one reservation -----------------------------------------------------------
 
     def confirm(self, caller: Caller, reservation_id: str) -> Reservation:
         """PENDING becomes CONFIRMED (a hold stops expiring); CONFIRMED stays; BLOCKED and EXPIRED cannot."""
 
-        def confirmed(current: Reservation, now_ns: int) -> Optional[Reservation]:
+        def confirmed(current: Reservation, now_ns: int) -> Reservation | None:
             if current.expired(now_ns):
                 raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(current.expires_at_ns)}")
             if current.status == Status.BLOCKED:
@@ -502,20 +612,21 @@ class ReservationService:
 
         return self._change(caller, reservation_id, confirmed, ChangeKind.RESERVATION_CONFIRMED)
 
-    def update(self, caller: Caller, reservation_id: str, status: Status, note: Optional[str]) -> Reservation:
+    def update(self, caller: Caller, reservation_id: str, status: Status, note: str | None) -> Reservation:
         """Set status (UNKNOWN: keep it) and/or note (None: keep it, "": clear it). An expired hold cannot."""
         if status == Status.EXPIRED:
             raise invalid("status", "EXPIRED is only ever set by the service")
         if note is not None:
             validate.check_text("note", note, validate.MAX_NOTE_LENGTH, required=False)
 
-        def updated(current: Reservation, now_ns: int) -> Optional[Reservation]:
+        def updated(current: Reservation, now_ns: int) -> Reservation | None:
             if current.expired(now_ns):
                 raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(current.expires_at_ns)}")
             new_status = status or current.status
             expires = current.expires_at_ns if new_status == Status.PENDING else 0
-            changed = dataclasses.replace(current, status=new_status, expires_at_ns=expires,
-                                          note=current.note if note is None else note)
+            changed = dataclasses.replace(
+                current, status=new_status, expires_at_ns=expires, note=current.note if note is None else note
+            )
             return None if changed == current else changed
 
         return self._change(caller, reservation_id, updated, ChangeKind.RESERVATION_UPDATED)
@@ -548,14 +659,15 @@ class ReservationService:
                 _backoff(attempt)
         return self._give_up(caller, reservation_id, intended)
 
-    def _give_up(self, caller: Caller, reservation_id: str, intended: Optional[Booking]) -> Reservation:
+    def _give_up(self, caller: Caller, reservation_id: str, intended: Booking | None) -> Reservation:
         """After the last attempt: the answer is what happened, if a lost answer left it unknown."""
         if intended is not None and self._load_after(caller, reservation_id, intended).rev == intended.rev:
             return intended.reservation
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing "
-                                         "was changed; retry")
+        raise ServiceError(
+            Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing was changed; retry"
+        )
 
-    def _load_after(self, caller: Caller, reservation_id: str, intended: Optional[Booking]) -> Booking:
+    def _load_after(self, caller: Caller, reservation_id: str, intended: Booking | None) -> Booking:
         """The reservation as stored; after a lost answer, a failing read means 'may have happened'."""
         if intended is None:
             return self._load(caller, reservation_id)
@@ -568,8 +680,11 @@ class ReservationService:
             if found is None:
                 raise not_found("reservation", reservation_id)
             return found
-        raise MaybeWritten(f"storage failed while changing reservation {reservation_id}: the change may have "
-                           f"been applied; get it to find out", reservation_id)
+        raise MaybeWritten(
+            f"storage failed while changing reservation {reservation_id}: the change may have "
+            f"been applied; get it to find out",
+            reservation_id,
+        )
 
     def cancel(self, caller: Caller, reservation_id: str) -> Reservation:
         """Delete the reservation and free its time at once; answers it as it was (an expired hold too)."""
@@ -588,8 +703,11 @@ class ReservationService:
             self._check_acting(caller, current.reservation.user_id)
             seen = current.reservation.seen_at(now)
             plan = WritePlan(caller.tenant, remove=[current])
-            plan.events.append(_event(ChangeKind.RESERVATION_CANCELLED, _next_event_time(plan, now, current), seen,
-                                      current.reservation))
+            plan.events.append(
+                _event(
+                    ChangeKind.RESERVATION_CANCELLED, _next_event_time(plan, now, current), seen, current.reservation
+                )
+            )
             self._release(plan, current)
             try:
                 self._commit(plan)
@@ -603,8 +721,9 @@ class ReservationService:
             if error.code is Code.NOT_FOUND:
                 return maybe_deleted.reservation.seen_at(self.clock())
             raise
-        raise ServiceError(Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing "
-                                         "was cancelled; retry")
+        raise ServiceError(
+            Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing was cancelled; retry"
+        )
 
     def _release(self, plan: WritePlan, booking: Booking) -> None:
         """Give back a pool booking's units (an exclusive one frees its time by disappearing)."""
@@ -615,7 +734,7 @@ class ReservationService:
         for index, cells in merge_bucket_deltas(shape, freed).items():
             _add_to_bucket(plan, booking.reservation.resource_id, shape, index, cells)
 
-    def pool_lookback(self, tenant: str, resource_id: str) -> Optional[int]:
+    def pool_lookback(self, tenant: str, resource_id: str) -> int | None:
         """How long before a window a pool's bookings may start and still overlap it (None: not a pool)."""
         if not self._shape_of(tenant, resource_id).pool:
             return None
@@ -639,8 +758,9 @@ class ReservationService:
 
     # ---- reschedule -------------------------------------------------------------------------------
 
-    def reschedule(self, caller: Caller, reservation_id: str, start_ns: int, end_ns: int,
-                   resource_id: str = "") -> Reservation:
+    def reschedule(
+        self, caller: Caller, reservation_id: str, start_ns: int, end_ns: int, resource_id: str = ""
+    ) -> Reservation:
         """Move a reservation (id, user, status, note, units, hold expiry kept) in one write:
         the new window is claimed and the old one released together, or nothing changes."""
         validate.window("start", "end", start_ns, end_ns)
@@ -656,19 +776,21 @@ class ReservationService:
             old = current.reservation
             if old.expired(now):
                 raise failed(f"reservation {reservation_id}: hold expired at {validate.iso(old.expires_at_ns)}")
-            moved = dataclasses.replace(old, start_ns=start_ns, end_ns=end_ns, resource_id=resource_id or old.resource_id)
+            moved = dataclasses.replace(
+                old, start_ns=start_ns, end_ns=end_ns, resource_id=resource_id or old.resource_id
+            )
             if moved == old:
                 return old
             try:
                 target = self._target(caller.tenant, moved)
             except StorageUnavailable as error:
                 raise unavailable() from error
-            rules.check_window(target.resource, target.shape, start_ns, end_ns, old.units, now, "start", "end",
-                               "units")
+            rules.check_window(target.resource, target.shape, start_ns, end_ns, old.units, now, "start", "end", "units")
             self._check_bookable(target, moved.resource_id)
             before, after = rules.padding(target.resource)
-            stored = Booking(moved, current.rev + 1, before, after, pooled=target.shape.pool,
-                             slot_ns=target.shape.slot_ns)
+            stored = Booking(
+                moved, current.rev + 1, before, after, pooled=target.shape.pool, slot_ns=target.shape.slot_ns
+            )
             plan = WritePlan(caller.tenant)
             if old.resource_id != moved.resource_id:
                 self._release(plan, current)
@@ -710,7 +832,7 @@ class ReservationService:
         returns how many were removed."""
         removed = 0
         for first in range(0, len(holds), EXPIRE_BATCH):
-            removed += self._expire_batch(tenant, holds[first:first + EXPIRE_BATCH])
+            removed += self._expire_batch(tenant, holds[first : first + EXPIRE_BATCH])
         return removed
 
     def _expire_batch(self, tenant: str, holds: list) -> int:
@@ -718,8 +840,14 @@ class ReservationService:
         plan = WritePlan(tenant)
         for hold in holds:
             plan.remove.append(hold)
-            plan.events.append(_event(ChangeKind.RESERVATION_EXPIRED, _next_event_time(plan, now, hold),
-                                      hold.reservation.seen_at(now), hold.reservation))
+            plan.events.append(
+                _event(
+                    ChangeKind.RESERVATION_EXPIRED,
+                    _next_event_time(plan, now, hold),
+                    hold.reservation.seen_at(now),
+                    hold.reservation,
+                )
+            )
             self._release(plan, hold)
         try:
             self._commit(plan)
@@ -728,7 +856,6 @@ class ReservationService:
             if len(holds) == 1:
                 return 0  # confirmed, cancelled or removed by someone else meanwhile (or next sweep's)
             return sum(self._expire_batch(tenant, [hold]) for hold in holds)
-
 
 
 def _add_to_bucket(plan: WritePlan, resource_id: str, shape: Shape, index: int, cells: dict) -> None:
@@ -747,7 +874,7 @@ def _undefined(resource_id: str) -> Resource:
     return Resource(resource_id)
 
 
-def _read_plan(definition: Optional[StoredResource]) -> tuple:
+def _read_plan(definition: StoredResource | None) -> tuple:
     """(shape, (buffer_before, buffer_after), neighbour lookback) that a definition asks a read for."""
     if definition is None:
         return Shape(), (0, 0), 0

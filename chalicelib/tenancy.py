@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from . import validate
 from .errors import Code, ServiceError
@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 
 def check_tenant(tenant: str) -> str:
     if not TENANT_PATTERN.fullmatch(tenant):
-        raise ServiceError(Code.INVALID_ARGUMENT, f"{TENANT_HEADER}: a tenant id is 1 to 63 lowercase letters, digits, "
-                                                  "'-' or '_', starting with a letter or digit")
+        raise ServiceError(
+            Code.INVALID_ARGUMENT,
+            f"{TENANT_HEADER}: a tenant id is 1 to 63 lowercase letters, digits, "
+            "'-' or '_', starting with a letter or digit",
+        )
     return tenant
 
 
@@ -55,7 +58,7 @@ class TenantMap:
         self.loaded_at = -MAP_TTL_SECONDS
         self.entries: dict = {}
 
-    def tenant_of(self, principal: str) -> Optional[str]:
+    def tenant_of(self, principal: str) -> str | None:
         with self.lock:
             if time.monotonic() - self.loaded_at > MAP_TTL_SECONDS:
                 self._load()
@@ -75,7 +78,7 @@ class TenantMap:
                 raise ValueError("the tenant map must be a JSON object")
             self.entries = {str(key): check_tenant(str(value)) for key, value in entries.items()}
             self.loaded_at = time.monotonic()
-        except Exception:  # noqa: BLE001 - keep the last good map; refuse only if there never was one
+        except Exception:
             log.error("cannot read the tenant map %s", self.parameter, exc_info=True)
             self.loaded_at = time.monotonic() - MAP_TTL_SECONDS + MAP_RETRY_SECONDS  # not on every call
             if not self.entries:
@@ -97,7 +100,7 @@ def _map(parameter: str) -> TenantMap:
     return _maps[parameter]
 
 
-def caller_from(headers: Mapping, principal: Optional[str] = None) -> Caller:
+def caller_from(headers: Mapping, principal: str | None = None) -> Caller:
     """The Caller of one call, from its (lowercase-named) headers and authenticated principal."""
     source = os.environ.get("TENANT_SOURCE", "default")
     named = headers.get(TENANT_HEADER, "")
@@ -105,19 +108,25 @@ def caller_from(headers: Mapping, principal: Optional[str] = None) -> Caller:
         tenant = check_tenant(named.strip()) if named else DEFAULT_TENANT
     elif source == "principal":
         if named:
-            raise ServiceError(Code.PERMISSION_DENIED, f"{TENANT_HEADER} is not accepted here: your tenant comes "
-                                                       "from your IAM identity")
+            raise ServiceError(
+                Code.PERMISSION_DENIED,
+                f"{TENANT_HEADER} is not accepted here: your tenant comes from your IAM identity",
+            )
         if not principal:
             raise ServiceError(Code.UNAUTHENTICATED, "calls must be signed (SigV4) by an IAM principal")
         tenant = _map(os.environ["TENANT_MAP_PARAMETER"]).tenant_of(principal)
         if tenant is None:
             log.warning("principal %s has no tenant", principal)
-            raise ServiceError(Code.PERMISSION_DENIED, "your IAM principal is not mapped to a tenant; ask the "
-                                                       "operators of my-reservation to add it")
+            raise ServiceError(
+                Code.PERMISSION_DENIED,
+                "your IAM principal is not mapped to a tenant; ask the operators of my-reservation to add it",
+            )
     else:
         if named:
-            raise ServiceError(Code.PERMISSION_DENIED, f"{TENANT_HEADER} is only trusted by the local server; this "
-                                                       "deployment serves the default tenant only")
+            raise ServiceError(
+                Code.PERMISSION_DENIED,
+                f"{TENANT_HEADER} is only trusted by the local server; this deployment serves the default tenant only",
+            )
         tenant = DEFAULT_TENANT
     acting = headers.get(ACTING_USER_HEADER, "")
     return Caller(tenant, validate.name(ACTING_USER_HEADER, acting) if acting else "")

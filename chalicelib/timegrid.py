@@ -17,11 +17,11 @@ Without a time zone the grid is anchored at UTC midnight.
 import datetime
 import functools
 import zoneinfo
-from typing import Iterator
+from collections.abc import Iterator
 
 from .model import DAY_NS, NANOS_PER_SECOND
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 

@@ -34,8 +34,11 @@ def name(field: str, value: str, required: bool = True) -> str:
     if normalized != normalized.strip():
         raise invalid(field, "must not start or end with whitespace")
     if unicodedata.normalize("NFKC", normalized) != normalized:
-        raise invalid(field, "must not contain compatibility characters (such as fullwidth letters or ligatures): "
-                             f"write {unicodedata.normalize('NFKC', normalized)!r}")
+        raise invalid(
+            field,
+            "must not contain compatibility characters (such as fullwidth letters or ligatures): "
+            f"write {unicodedata.normalize('NFKC', normalized)!r}",
+        )
     return normalized
 
 

@@ -22,12 +22,13 @@ LOCAL_BUS = "my-reservation-local"
 
 def every(seconds: float, work, name: str) -> threading.Thread:
     """Run work() every `seconds` in a daemon thread; a failing round is reported and the next goes on."""
+
     def loop():
         while True:
             time.sleep(seconds)
             try:
                 work()
-            except Exception as error:  # noqa: BLE001 - a background round must never kill the server
+            except Exception as error:
                 print(f"my-reservation: {name} failed: {error!r}", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=loop, daemon=True, name=name)
@@ -43,8 +44,9 @@ class StreamPump:
     """Follows every shard of the table's stream from now on; publish(entries) gets each batch."""
 
     def __init__(self, endpoint_url: str, table_name: str, publish=None):
-        settings = dict(endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="local",
-                        aws_secret_access_key="local")
+        settings = dict(
+            endpoint_url=endpoint_url, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+        )
         self.streams = boto3.client("dynamodbstreams", **settings)
         self.arn = boto3.client("dynamodb", **settings).describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
         self.publish = publish or print_entries
@@ -54,7 +56,8 @@ class StreamPump:
         for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
             if shard["ShardId"] not in self.iterators:
                 self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
-                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST")["ShardIterator"]
+                    StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
+                )["ShardIterator"]
 
     def pump(self) -> None:
         """One round: every record since the last round, in order per shard."""
@@ -79,4 +82,3 @@ def start_pump(endpoint_url: str, table_name: str, seconds: float) -> threading.
     pump = StreamPump(endpoint_url, table_name)
     pump.pump()  # takes its iterators now: what is written from here on is published
     return every(seconds, pump.pump, "change-feed push")
-

@@ -9,6 +9,7 @@ Importing this module patches moto (devserver/moto_patches.py) so that a
 call costs what it touches, not what the table holds, and keeps nothing
 alive after it: in-process `mock_aws` tests import it too (tests/conftest.py).
 """
+
 import argparse
 import json
 import pathlib
@@ -19,8 +20,12 @@ import threading
 
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
-from moto.moto_server.werkzeug_app import (BackendRequest, DomainDispatcherApplication, MotoRequestHandler,
-                                           create_backend_app)
+from moto.moto_server.werkzeug_app import (
+    BackendRequest,
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
@@ -58,8 +63,10 @@ class DirectDispatch:
     service) and wrapped it in Flask: a fifth of the embedded DynamoDB's time per call.
     """
 
-    TARGETS = (("DynamoDB_20120810.", DynamoHandler.dispatch),
-               ("DynamoDBStreams_20120810.", DynamoDBStreamsHandler.dispatch))
+    TARGETS = (
+        ("DynamoDB_20120810.", DynamoHandler.dispatch),
+        ("DynamoDBStreams_20120810.", DynamoDBStreamsHandler.dispatch),
+    )
 
     def __init__(self, other):
         self.other = other
@@ -107,8 +114,13 @@ class DynamoDBProcess:
     """
 
     def __init__(self, port: int = 0):
-        self.process = subprocess.Popen([sys.executable, "-m", "devserver.dynamodb", "--port", str(port)],
-                                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devserver.dynamodb", "--port", str(port)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.endpoint_url = None
 
     def wait_ready(self) -> "DynamoDBProcess":
@@ -138,7 +150,7 @@ def table_properties() -> dict:
     return template["Resources"]["ReservationTable"]["Properties"]
 
 
-def create_table(table_name: str, endpoint_url: str = None) -> None:
+def create_table(table_name: str, endpoint_url: str | None = None) -> None:
     """Deploy infra/table.json as a CloudFormation stack (into moto), as production deploys it.
 
     moto's CloudFormation leaves out the template's TimeToLiveSpecification,
@@ -147,12 +159,16 @@ def create_table(table_name: str, endpoint_url: str = None) -> None:
     import boto3
 
     cloudformation = boto3.client("cloudformation", endpoint_url=endpoint_url)
-    cloudformation.create_stack(StackName=f"{table_name}-table", TemplateBody=TABLE_TEMPLATE.read_text(),
-                                Parameters=[{"ParameterKey": "TableName", "ParameterValue": table_name}])
+    cloudformation.create_stack(
+        StackName=f"{table_name}-table",
+        TemplateBody=TABLE_TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": "TableName", "ParameterValue": table_name}],
+    )
     cloudformation.get_waiter("stack_create_complete").wait(StackName=f"{table_name}-table")
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url)
-    dynamodb.update_time_to_live(TableName=table_name,
-                                 TimeToLiveSpecification=table_properties()["TimeToLiveSpecification"])
+    dynamodb.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification=table_properties()["TimeToLiveSpecification"]
+    )
 
 
 def main(argv=None) -> None:

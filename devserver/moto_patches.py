@@ -50,6 +50,7 @@ Every patch is a function of this module, documented with what it replaces.
 The embedded server applies one DynamoDB call at a time (devserver.dynamodb),
 so none of this needs to be thread-safe beyond what moto itself is.
 """
+
 import base64
 import bisect
 import collections
@@ -59,13 +60,15 @@ import decimal
 import json
 import threading
 import time
+import typing
 import uuid
 
-from moto.core.exceptions import JsonRESTError
 from moto.core import responses as moto_core_responses
+from moto.core.exceptions import JsonRESTError
 from moto.core.model_instances import model_data
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import utcnow
+from moto.dynamodb import models as moto_dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -76,7 +79,6 @@ from moto.dynamodb.exceptions import (
     TransactionCanceledException,
     TransactWriteSingleOpException,
 )
-from moto.dynamodb import models as moto_dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import StreamShard, Table
@@ -106,6 +108,7 @@ def original(owner, name: str):
 
 # ---- tracking -------------------------------------------------------------------------------------
 
+
 def _untracked_new(cls, *args, **kwargs):
     return object.__new__(cls)
 
@@ -118,6 +121,7 @@ def _stop_tracking() -> None:
 
 
 # ---- the index of partitions in key order ---------------------------------------------------------
+
 
 class _Partition:
     """The sort keys of one partition, in order, and the table key of each item."""
@@ -174,8 +178,9 @@ class _TableIndex:
         for name, (hash_name, range_name) in self.indexes.items():
             index_hash, index_range = item.attrs.get(hash_name), item.attrs.get(range_name)
             if index_hash is not None and index_range is not None:
-                entries.append((name, _value_key(index_hash),
-                                (index_range.cast_value, hash_key.cast_value, range_key.cast_value)))
+                entries.append(
+                    (name, _value_key(index_hash), (index_range.cast_value, hash_key.cast_value, range_key.cast_value))
+                )
         return tuple(entries)
 
     def update(self, hash_key: DynamoType, range_key: DynamoType) -> None:
@@ -234,8 +239,10 @@ _RANGE_BOUNDS = {
     "<=": lambda keys, high: (0, bisect.bisect_right(keys, high, key=_first)),
     ">": lambda keys, low: (bisect.bisect_right(keys, low, key=_first), len(keys)),
     ">=": lambda keys, low: (bisect.bisect_left(keys, low, key=_first), len(keys)),
-    "BETWEEN": lambda keys, low, high: (bisect.bisect_left(keys, low, key=_first),
-                                        bisect.bisect_right(keys, high, key=_first)),
+    "BETWEEN": lambda keys, low, high: (
+        bisect.bisect_left(keys, low, key=_first),
+        bisect.bisect_right(keys, high, key=_first),
+    ),
 }
 for _alias, _operator in (("EQ", "="), ("LT", "<"), ("LE", "<="), ("GT", ">"), ("GE", ">=")):
     _RANGE_BOUNDS[_alias] = _RANGE_BOUNDS[_operator]
@@ -262,8 +269,16 @@ def _range_bounds(keys: list, comparison, values: list):
     return bounds(keys, *values) if bounds else None
 
 
-def _query_candidates(table: Table, index_name, hash_key_conditions, range_key_conditions, limit,
-                      exclusive_start_key, scan_index_forward, filter_kwargs):
+def _query_candidates(
+    table: Table,
+    index_name,
+    hash_key_conditions,
+    range_key_conditions,
+    limit,
+    exclusive_start_key,
+    scan_index_forward,
+    filter_kwargs,
+):
     """The items a Query needs to see to answer as moto would over the whole table; None: not known here."""
     index = _index_of(table)
     if index is None or filter_kwargs or len(hash_key_conditions or ()) != 1 or len(range_key_conditions or ()) > 1:
@@ -277,10 +292,10 @@ def _query_candidates(table: Table, index_name, hash_key_conditions, range_key_c
         hash_name, range_name = table.hash_key_attr, table.range_key_attr
         order = (range_name,)
     partitions = index.partitions[index_name or None]
-    (condition_name, hash_value), = hash_key_conditions
+    ((condition_name, hash_value),) = hash_key_conditions
     comparison, values = None, []
     if range_key_conditions:
-        (range_condition_name, comparison, range_values), = range_key_conditions
+        ((range_condition_name, comparison, range_values),) = range_key_conditions
         if range_condition_name != range_name:
             return None
         values = [value.cast_value for value in range_values]
@@ -305,25 +320,58 @@ def _query_candidates(table: Table, index_name, hash_key_conditions, range_key_c
         return None
     if scan_index_forward:
         end = max(low, min(high, low + limit) if limit else high)
-        chosen = keys[low:end + 1]  # and the next key, in range or not: it decides LastEvaluatedKey
+        chosen = keys[low : end + 1]  # and the next key, in range or not: it decides LastEvaluatedKey
     else:
         begin = min(high, max(low, high - limit) if limit else low)
-        chosen = keys[max(begin - 1, 0):high]
+        chosen = keys[max(begin - 1, 0) : high]
     return [index.item(partition.refs[sort_key]) for sort_key in chosen]
 
 
-def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
-          projection_expressions, index_name=None, consistent_read=False, filter_expression=None,
-          hash_key_conditions=None, range_key_conditions=None, **filter_kwargs):
+def query(
+    self,
+    hash_key,
+    range_comparison,
+    range_objs,
+    limit,
+    exclusive_start_key,
+    scan_index_forward,
+    projection_expressions,
+    index_name=None,
+    consistent_read=False,
+    filter_expression=None,
+    hash_key_conditions=None,
+    range_key_conditions=None,
+    **filter_kwargs,
+):
     """Table.query over the candidates of the key range only (moto's all_items sorted the whole table)."""
-    candidates = _query_candidates(self, index_name, hash_key_conditions, range_key_conditions, limit,
-                                   exclusive_start_key, scan_index_forward, filter_kwargs)
+    candidates = _query_candidates(
+        self,
+        index_name,
+        hash_key_conditions,
+        range_key_conditions,
+        limit,
+        exclusive_start_key,
+        scan_index_forward,
+        filter_kwargs,
+    )
     _local.candidates = candidates
     try:
         return original(Table, "query")(
-            self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
-            projection_expressions, index_name, consistent_read, filter_expression,
-            hash_key_conditions=hash_key_conditions, range_key_conditions=range_key_conditions, **filter_kwargs)
+            self,
+            hash_key,
+            range_comparison,
+            range_objs,
+            limit,
+            exclusive_start_key,
+            scan_index_forward,
+            projection_expressions,
+            index_name,
+            consistent_read,
+            filter_expression,
+            hash_key_conditions=hash_key_conditions,
+            range_key_conditions=range_key_conditions,
+            **filter_kwargs,
+        )
     finally:
         _local.candidates = None
 
@@ -337,6 +385,7 @@ def all_items(self):
 
 
 # ---- writes keep the index; reads and deletes leave no empty partition ---------------------------
+
 
 def put_item(self, *args, **kwargs):
     """Table.put_item, then index the item."""
@@ -394,6 +443,7 @@ def update_item(self, table_name, key, *args, **kwargs):
 
 
 # ---- transactions: before images of the items touched, not copies of the table -------------------
+
 
 def _put_back(table: Table, hash_key, range_key, before) -> None:
     """Store `before` (an Item, or None for no item) under the key, as it was before the transaction."""
@@ -487,7 +537,8 @@ def transact_write_items(self, transact_items):
             current = self.get_item(table_name, key)
             if condition_expression is not None:
                 condition_op = get_filter_expression(
-                    condition_expression, expression_attribute_names, expression_attribute_values)
+                    condition_expression, expression_attribute_names, expression_attribute_values
+                )
                 if not condition_op.expr(current):
                     if return_values_on_condition_check_failure == "ALL_OLD" and current:
                         original_item = current.to_json()["Attributes"]
@@ -497,21 +548,30 @@ def transact_write_items(self, transact_items):
                 remember(table_name, key, op_type)
             if op_type == "Put":
                 self.put_item(
-                    table_name, op["Item"], condition_expression=condition_expression,
+                    table_name,
+                    op["Item"],
+                    condition_expression=condition_expression,
                     expression_attribute_names=expression_attribute_names,
-                    expression_attribute_values=expression_attribute_values)
+                    expression_attribute_values=expression_attribute_values,
+                )
             elif op_type == "Delete":
                 self.delete_item(
-                    table_name, key, condition_expression=condition_expression,
+                    table_name,
+                    key,
+                    condition_expression=condition_expression,
                     expression_attribute_names=expression_attribute_names,
-                    expression_attribute_values=expression_attribute_values)
+                    expression_attribute_values=expression_attribute_values,
+                )
             elif op_type == "Update":
                 try:
                     self.update_item(
-                        table_name, key, update_expression=op["UpdateExpression"],
+                        table_name,
+                        key,
+                        update_expression=op["UpdateExpression"],
                         condition_expression=condition_expression,
                         expression_attribute_names=expression_attribute_names,
-                        expression_attribute_values=expression_attribute_values)
+                        expression_attribute_values=expression_attribute_values,
+                    )
                 finally:
                     _local.copied = None
             errors.append((None, None, None))
@@ -545,10 +605,11 @@ class _CopyOnce:
 
 # ---- streams: serialized records, trimmed ---------------------------------------------------------
 
+
 class _StreamRecord:
     """A DynamoDB Streams record as moto builds it (StreamRecord), kept as one JSON string."""
 
-    __slots__ = ("event_id", "event_name", "created", "size", "dynamodb_json")
+    __slots__ = ("created", "dynamodb_json", "event_id", "event_name", "size")
 
     def __init__(self, table, stream_type, event_name, old, new, sequence):
         keys_of = old if old is not None else new
@@ -556,8 +617,13 @@ class _StreamRecord:
         if table.range_key_attr is not None:
             keys[table.range_key_attr] = keys_of.range_key.to_json()
         self.created = utcnow()
-        dynamodb = {"StreamViewType": stream_type, "ApproximateCreationDateTime": self.created,
-                    "SequenceNumber": str(sequence), "SizeBytes": 1, "Keys": keys}
+        dynamodb = {
+            "StreamViewType": stream_type,
+            "ApproximateCreationDateTime": self.created,
+            "SequenceNumber": str(sequence),
+            "SizeBytes": 1,
+            "Keys": keys,
+        }
         if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
             dynamodb["NewImage"] = _image(new)
         if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
@@ -570,8 +636,14 @@ class _StreamRecord:
     def to_json(self) -> dict:
         dynamodb = json.loads(self.dynamodb_json)
         dynamodb.update(ApproximateCreationDateTime=self.created, SizeBytes=self.size)
-        return {"eventID": self.event_id, "eventName": self.event_name, "eventSource": "aws:dynamodb",
-                "eventVersion": "1.0", "awsRegion": "us-east-1", "dynamodb": dynamodb}
+        return {
+            "eventID": self.event_id,
+            "eventName": self.event_name,
+            "eventSource": "aws:dynamodb",
+            "eventVersion": "1.0",
+            "awsRegion": "us-east-1",
+            "dynamodb": dynamodb,
+        }
 
 
 def _plain(value: DynamoType) -> dict:
@@ -634,8 +706,9 @@ def stream_add(self, old, new):
         return original(StreamShard, "add")(self, old, new)
     event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
     sequence = self.starting_sequence_number + len(self.items)
-    record = _StreamRecord(self.table, self.table.stream_specification["StreamViewType"], event_name, old, new,
-                           sequence)
+    record = _StreamRecord(
+        self.table, self.table.stream_specification["StreamViewType"], event_name, old, new, sequence
+    )
     self.items.append(record)
     self._bytes = _stream_bytes(self) + record.size
     oldest = getattr(self.items[0], "created", record.created)
@@ -646,9 +719,11 @@ def stream_add(self, old, new):
 def stream_get(self, start, quantity):
     """StreamShard.get; a position already trimmed answers TrimmedDataAccessException, as DynamoDB does."""
     if start < self.starting_sequence_number:
-        raise JsonRESTError("TrimmedDataAccessException",
-                            f"The operation attempted to read past the oldest stream record in a shard "
-                            f"(sequence number {start} was trimmed)")
+        raise JsonRESTError(
+            "TrimmedDataAccessException",
+            f"The operation attempted to read past the oldest stream record in a shard "
+            f"(sequence number {start} was trimmed)",
+        )
     return original(StreamShard, "get")(self, start, quantity)
 
 
@@ -728,14 +803,17 @@ def serialize_structure(self, serialized, value, shape, key):
 
 # ---- item sizes ----------------------------------------------------------------------------------
 
+
 def size(self) -> int:
     """DynamoType.size (DynamoDB's size of an attribute value) without rebuilding nested values to measure them."""
     kind, value = self.type, self.value
     if kind == "N":
         return len(str(value))
     if kind == "M":
-        return sum(bytesize(name) + (nested.size() if type(nested) is DynamoType else DynamoType(nested).size())
-                   for name, nested in value.items())
+        return sum(
+            bytesize(name) + (nested.size() if type(nested) is DynamoType else DynamoType(nested).size())
+            for name, nested in value.items()
+        )
     if kind == "L":
         return sum(nested.size() for nested in value)
     if kind == "NS":
@@ -748,6 +826,7 @@ def size(self) -> int:
 
 
 # ---- key comparisons ------------------------------------------------------------------------------
+
 
 def cast_value(self):
     """DynamoType.cast_value, strings and numbers first (moto tries every type in turn)."""
@@ -767,15 +846,17 @@ _PARSED_CONDITIONS_KEPT = 512
 def parse_condition(self):
     """ConditionExpressionParser.parse, kept per (expression, names, values): its Op tree is only read."""
     try:
-        key = (self.condition_expression, json.dumps(self.expression_attribute_names, sort_keys=True),
-               json.dumps(self.expression_attribute_values, sort_keys=True))
+        key = (
+            self.condition_expression,
+            json.dumps(self.expression_attribute_names, sort_keys=True),
+            json.dumps(self.expression_attribute_values, sort_keys=True),
+        )
     except (TypeError, ValueError):  # binary values: not kept
         return original(ConditionExpressionParser, "parse")(self)
     parsed = _PARSED_CONDITIONS.get(key)
     if parsed is None:
         op = original(ConditionExpressionParser, "parse")(self)  # raises for a bad expression: nothing kept
-        parsed = _PARSED_CONDITIONS[key] = (op, tuple(self.expr_attr_names_found),
-                                            tuple(self.expr_attr_values_found))
+        parsed = _PARSED_CONDITIONS[key] = (op, tuple(self.expr_attr_names_found), tuple(self.expr_attr_values_found))
         if len(_PARSED_CONDITIONS) > _PARSED_CONDITIONS_KEPT:
             _PARSED_CONDITIONS.popitem(last=False)
         return op
@@ -792,7 +873,7 @@ class _ParsedUpdateExpressions:
     The backend changes its own tree while applying it, so it keeps parsing its own.
     """
 
-    trees = {}
+    trees: typing.ClassVar[dict] = {}
 
     @classmethod
     def make(cls, expression: str):
@@ -814,6 +895,7 @@ def method_names_from_class(clazz) -> list:
 
 
 # ---- the server's dispatch ------------------------------------------------------------------------
+
 
 def get_backend_for_host(self, host):
     """DomainDispatcherApplication.get_backend_for_host, remembered per host (called under its lock)."""

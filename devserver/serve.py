@@ -13,6 +13,7 @@ The local server trusts the `x-tenant-id` header (TENANT_SOURCE=header), signs
 page tokens with a key of its own, and hands out change events 200 ms after
 they commit (FEED_SETTLE_MS). Data lives as long as the process.
 """
+
 import argparse
 import errno
 import functools
@@ -70,8 +71,13 @@ class ChunkedBodyRequestHandler(ChaliceRequestHandler):
             return super().do_POST()
         headers, body = self._parse_payload()
         status, answer_headers, chunks = connect.handle_streaming(
-            default_api(), method.name, "POST", {name.lower(): value for name, value in headers.items()},
-            body or b"", keep_going=lambda elapsed, sent: not self._client_gone())
+            default_api(),
+            method.name,
+            "POST",
+            {name.lower(): value for name, value in headers.items()},
+            body or b"",
+            keep_going=lambda elapsed, sent: not self._client_gone(),
+        )
         self.send_response(status)
         for name, value in answer_headers.items():
             self.send_header(name, value)
@@ -103,8 +109,11 @@ def start(host: str, port: int, table_name: str):
         import app as chalice_app  # while the child starts
 
         dynamodb.wait_ready()
-        for name, value in {**FAKE_CREDENTIALS, **LOCAL_ENVIRONMENT,
-                            "PAGE_TOKEN_SECRET": secrets.token_hex(16)}.items():
+        for name, value in {
+            **FAKE_CREDENTIALS,
+            **LOCAL_ENVIRONMENT,
+            "PAGE_TOKEN_SECRET": secrets.token_hex(16),
+        }.items():
             os.environ.setdefault(name, value)
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
         os.environ["RESERVATION_TABLE"] = table_name
@@ -124,20 +133,33 @@ def _connect_server(chalice_app, host: str, port: int):
         reason = "already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error)).lower()
         raise PortUnavailable(f"port {port} is {reason}") from error
     server.server.RequestHandlerClass = functools.partial(
-        ChunkedBodyRequestHandler, app_object=chalice_app.app, config=config)
+        ChunkedBodyRequestHandler, app_object=chalice_app.app, config=config
+    )
     return server
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
-                        help="HTTP port of the Connect API (default $PORT or 8000)")
-    parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GRPC_PORT", "50051")),
-                        help="port of the native gRPC server (default $GRPC_PORT or 50051)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="HTTP port of the Connect API (default $PORT or 8000)",
+    )
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(os.environ.get("GRPC_PORT", "50051")),
+        help="port of the native gRPC server (default $GRPC_PORT or 50051)",
+    )
     parser.add_argument("--table", default="my-reservation-local", help="name of the embedded table")
-    parser.add_argument("--sweep-seconds", type=float, default=float(os.environ.get("SWEEP_SECONDS", "60")),
-                        help="how often expired holds are swept (default $SWEEP_SECONDS or 60, as on AWS)")
+    parser.add_argument(
+        "--sweep-seconds",
+        type=float,
+        default=float(os.environ.get("SWEEP_SECONDS", "60")),
+        help="how often expired holds are swept (default $SWEEP_SECONDS or 60, as on AWS)",
+    )
     options = parser.parse_args(argv)
     try:
         serve(options)

@@ -60,8 +60,9 @@ class Table:
             try:
                 self._add(item)
             except (KeyError, ValueError, IndexError) as error:
-                self.problems.append(f"unreadable item {item.get('pk', {}).get('S')} / "
-                                     f"{item.get('sk', {}).get('S')}: {error!r}")
+                self.problems.append(
+                    f"unreadable item {item.get('pk', {}).get('S')} / {item.get('sk', {}).get('S')}: {error!r}"
+                )
 
     def _add(self, item: dict) -> None:
         kind = layout.kind_of(item)
@@ -85,7 +86,7 @@ class Table:
         elif kind == "bucket":
             self.buckets[(tenant, layout.resource_of(pk), layout.bucket_index_of(item["sk"]["S"]))] = item
         elif kind in ("user", "tenant"):
-            user = pk[len(layout.prefix(tenant)):].removeprefix("USR#") if kind == "user" else ""
+            user = pk[len(layout.prefix(tenant)) :].removeprefix("USR#") if kind == "user" else ""
             self.longest[(tenant, user)] = layout.longest_of(item)
         elif kind == "event":
             event = layout.event_from(item)
@@ -94,7 +95,7 @@ class Table:
             self.requests.append((tenant, item))
 
 
-def check(client, table: str, now_ns: int = None) -> list:
+def check(client, table: str, now_ns: int | None = None) -> list:
     """Every violation found, as human-readable lines (empty: consistent)."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
     seen = Table(scan_items(client, table))
@@ -129,20 +130,26 @@ def _keys(seen: Table) -> list:
         reservation = booking.reservation
         if layout.resource_of(item["pk"]["S"]) != reservation.resource_id:
             problems.append(f"tenant: booking {reservation_id} is filed under another resource")
-        expected = {"uk": layout.user_index_key(tenant, reservation.user_id), "tk": tenant,
-                    "start_key": layout.start_key(reservation.start_ns, reservation.id)}
+        expected = {
+            "uk": layout.user_index_key(tenant, reservation.user_id),
+            "tk": tenant,
+            "start_key": layout.start_key(reservation.start_ns, reservation.id),
+        }
         if item["sk"]["S"] != layout.BOOKING_PREFIX + expected["start_key"]:
             problems.append(f"index: booking {reservation_id} is filed at another start")
         for attribute, value in expected.items():
             if item.get(attribute, {}).get("S") != value:
-                problems.append(f"index: booking {reservation_id} has {attribute} "
-                                f"{item.get(attribute, {}).get('S')!r}, expected {value!r}")
+                problems.append(
+                    f"index: booking {reservation_id} has {attribute} "
+                    f"{item.get(attribute, {}).get('S')!r}, expected {value!r}"
+                )
         is_hold = reservation.expires_at_ns and reservation.status.name == "PENDING"
         if bool(is_hold) != ("hk" in item):
             problems.append(f"index: booking {reservation_id} {'lacks' if is_hold else 'has'} hold index keys")
     for (tenant, _), (event, item) in seen.events.items():
-        if item.get("etk", {}).get("S", tenant) != tenant or \
-                not item.get("euk", {}).get("S", tenant + "#").startswith(tenant + "#"):
+        if item.get("etk", {}).get("S", tenant) != tenant or not item.get("euk", {}).get("S", tenant + "#").startswith(
+            tenant + "#"
+        ):
             problems.append(f"tenant: event {event.event_id} is filed under tenant {tenant} but indexed for another")
     return problems
 
@@ -166,8 +173,10 @@ def _overlaps_and_capacity(seen: Table) -> list:
         latest = None
         for booking in listed:
             if latest is not None and booking.padded_start_ns < latest.padded_end_ns:
-                problems.append(f"overlap: {latest.reservation.id} and {booking.reservation.id} of resource "
-                                f"{resource_id} (tenant {tenant})")
+                problems.append(
+                    f"overlap: {latest.reservation.id} and {booking.reservation.id} of resource "
+                    f"{resource_id} (tenant {tenant})"
+                )
             if latest is None or booking.padded_end_ns > latest.padded_end_ns:
                 latest = booking
     return problems
@@ -182,23 +191,30 @@ def _guards(seen: Table, now_ns: int) -> list:
         for index in layout.slots_of(booking):
             item = seen.guards.get((tenant, resource_id, index))
             if item is None:
-                problems.append(f"guard: reservation {reservation_id} of {resource_id} (tenant {tenant}) has no "
-                                f"guard for its slot {index}")
+                problems.append(
+                    f"guard: reservation {reservation_id} of {resource_id} (tenant {tenant}) has no "
+                    f"guard for its slot {index}"
+                )
                 continue
             guard = layout.guard_from(resource_id, index, item)
             listed = {entry.reservation.id: entry for entry in guard.entries}
             if not guard.dense and reservation_id not in listed:
-                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) does not list "
-                                f"reservation {reservation_id}")
+                problems.append(
+                    f"guard: slot {index} of {resource_id} (tenant {tenant}) does not list reservation {reservation_id}"
+                )
             elif reservation_id in listed and item["busy"]["M"][reservation_id] != layout.guard_entry(booking):
-                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
-                                f"{reservation_id} with another window")
+                problems.append(
+                    f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
+                    f"{reservation_id} with another window"
+                )
     for (tenant, resource_id, index), item in seen.guards.items():
         for entry in layout.guard_from(resource_id, index, item).entries:
             gone = (tenant, entry.reservation.id) not in seen.bookings.keys() | seen.reservations.keys()
             if gone and not entry.reservation.expired(now_ns):
-                problems.append(f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
-                                f"{entry.reservation.id}, which does not exist")
+                problems.append(
+                    f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
+                    f"{entry.reservation.id}, which does not exist"
+                )
     return problems
 
 
@@ -218,11 +234,15 @@ def _pool_counters(seen: Table, tenant: str, resource_id: str, shape, listed: li
     for cell in sorted(set(counted) | set(stored)):
         used, cap = stored.get(cell, (0, None))
         if used != counted[cell]:
-            problems.append(f"capacity: resource {resource_id} (tenant {tenant}) counts {used} units at "
-                            f"{cell // NANOS_PER_SECOND} s, its bookings take {counted[cell]}")
+            problems.append(
+                f"capacity: resource {resource_id} (tenant {tenant}) counts {used} units at "
+                f"{cell // NANOS_PER_SECOND} s, its bookings take {counted[cell]}"
+            )
         if cap is not None and counted[cell] > cap:
-            problems.append(f"capacity: resource {resource_id} (tenant {tenant}) has {counted[cell]} units booked "
-                            f"at {cell // NANOS_PER_SECOND} s, over its capacity {cap}")
+            problems.append(
+                f"capacity: resource {resource_id} (tenant {tenant}) has {counted[cell]} units booked "
+                f"at {cell // NANOS_PER_SECOND} s, over its capacity {cap}"
+            )
     return problems
 
 
@@ -235,8 +255,11 @@ def _lookback(seen: Table) -> list:
             if duration > seen.longest.get((tenant, user), 0):
                 problems.append(f"short lookback: reservation {reservation_id} is longer than {whose} recorded longest")
         definition = seen.definitions.get((tenant, reservation.resource_id))
-        if booking.pooled and definition is not None and \
-                booking.padded_end_ns - booking.padded_start_ns > definition.longest_ns:
+        if (
+            booking.pooled
+            and definition is not None
+            and booking.padded_end_ns - booking.padded_start_ns > definition.longest_ns
+        ):
             problems.append(f"short lookback: reservation {reservation_id} is longer than its pool's recorded longest")
     return problems
 
@@ -255,8 +278,11 @@ def _requests(seen: Table) -> list:
 
 def _events(seen: Table, now_ns: int) -> list:
     problems = []
-    by_change = {(owner, event.reservation.id, event.at_ns): event for (owner, _), (event, _) in seen.events.items()
-                 if event.reservation is not None}
+    by_change = {
+        (owner, event.reservation.id, event.at_ns): event
+        for (owner, _), (event, _) in seen.events.items()
+        if event.reservation is not None
+    }
     for (tenant, reservation_id), (booking, _) in seen.bookings.items():
         if not booking.last_event_ns or booking.last_event_ns < now_ns - layout.EVENT_RETENTION_NS:
             continue
@@ -270,9 +296,10 @@ def _events(seen: Table, now_ns: int) -> list:
 
 def _indexes(client, table: str, seen: Table) -> list:
     problems = []
-    listed = {(item["tk"]["S"], item["start_key"]["S"]) for item in scan_items(client, table,
-                                                                             IndexName=layout.BY_TENANT)}
-    for (tenant, reservation_id), (booking, item) in seen.bookings.items():
+    listed = {
+        (item["tk"]["S"], item["start_key"]["S"]) for item in scan_items(client, table, IndexName=layout.BY_TENANT)
+    }
+    for (tenant, reservation_id), (_booking, item) in seen.bookings.items():
         if (tenant, item["start_key"]["S"]) not in listed:
             problems.append(f"index: {layout.BY_TENANT} does not return reservation {reservation_id}")
     return problems
@@ -294,4 +321,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -44,9 +44,14 @@ def plan(items: list) -> tuple:
             continue
         booking = layout.booking_from(item)
         # ids are compared NFC-normalized now: the first release kept them as sent
-        booking = dataclasses.replace(booking, reservation=dataclasses.replace(
-            booking.reservation, user_id=unicodedata.normalize("NFC", booking.reservation.user_id),
-            resource_id=unicodedata.normalize("NFC", booking.reservation.resource_id)))
+        booking = dataclasses.replace(
+            booking,
+            reservation=dataclasses.replace(
+                booking.reservation,
+                user_id=unicodedata.normalize("NFC", booking.reservation.user_id),
+                resource_id=unicodedata.normalize("NFC", booking.reservation.resource_id),
+            ),
+        )
         reservation = booking.reservation
         resources.add(reservation.resource_id)
         longest = max(longest, reservation.end_ns - reservation.start_ns)
@@ -63,8 +68,10 @@ def plan(items: list) -> tuple:
         if not booking.pooled:
             for index in layout.slots_of(booking):
                 guards.setdefault((booking.reservation.resource_id, index), []).append(booking)
-    puts += [layout.guard_item(DEFAULT_TENANT, resource_id, index, _once(listed))
-             for (resource_id, index), listed in guards.items()]
+    puts += [
+        layout.guard_item(DEFAULT_TENANT, resource_id, index, _once(listed))
+        for (resource_id, index), listed in guards.items()
+    ]
     existing = {layout.resource_of(item["pk"]["S"]) for item in items if layout.kind_of(item) == "definition"}
     for resource_id in sorted(resources - existing):
         marker = StoredResource(Resource(resource_id), Shape(), defined=False)
@@ -85,10 +92,11 @@ def _once(bookings: list) -> list:
 def migrate(client, table: str, dry_run: bool = False) -> tuple:
     puts, deletes = plan(list(scan_items(client, table)))
     if not dry_run:
-        requests = [{"PutRequest": {"Item": item}} for item in puts] + [{"DeleteRequest": {"Key": key}}
-                                                                        for key in deletes]
+        requests = [{"PutRequest": {"Item": item}} for item in puts] + [
+            {"DeleteRequest": {"Key": key}} for key in deletes
+        ]
         for first in range(0, len(requests), BATCH_WRITE_LIMIT):
-            pending = {table: requests[first:first + BATCH_WRITE_LIMIT]}
+            pending = {table: requests[first : first + BATCH_WRITE_LIMIT]}
             while pending:
                 pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
     return len(puts), len(deletes)
@@ -102,10 +110,13 @@ def main(argv=None) -> int:
     parser.add_argument("--endpoint-url")
     parser.add_argument("--dry-run", action="store_true", help="count what would change, change nothing")
     options = parser.parse_args(argv)
-    written, deleted = migrate(boto3.client("dynamodb", endpoint_url=options.endpoint_url), options.table,
-                               options.dry_run)
-    print(f"{'would write' if options.dry_run else 'wrote'} {written} item(s), "
-          f"{'would delete' if options.dry_run else 'deleted'} {deleted} old slot item(s)")
+    written, deleted = migrate(
+        boto3.client("dynamodb", endpoint_url=options.endpoint_url), options.table, options.dry_run
+    )
+    print(
+        f"{'would write' if options.dry_run else 'wrote'} {written} item(s), "
+        f"{'would delete' if options.dry_run else 'deleted'} {deleted} old slot item(s)"
+    )
     return 0
 
 

@@ -21,6 +21,7 @@ identity); --as USER acts for that user (only their reservations can be changed)
 service refused or could not be reached (the message says why), 2 bad usage (a bad URL, time, zone,
 duration, label or limit).
 """
+
 import argparse
 import bisect
 import calendar
@@ -36,8 +37,14 @@ import zoneinfo
 from google.protobuf import json_format
 
 from chalicelib.gen import reservation_pb2 as pb
-from rsvp.client import (RULE_DURATIONS, SETTABLE_STATUSES, ReservationClient, ReservationError, check_base_url,
-                         status_name)
+from rsvp.client import (
+    RULE_DURATIONS,
+    SETTABLE_STATUSES,
+    ReservationClient,
+    ReservationError,
+    check_base_url,
+    status_name,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPIRED = "EXPIRED"
@@ -48,8 +55,9 @@ DAY = datetime.timedelta(days=1)
 MINUTE = datetime.timedelta(minutes=1)
 # free grid: the column width is the smallest of these that fits the window in GRID_COLUMNS columns
 GRID_COLUMNS = 48
-GRID_CELLS = tuple(datetime.timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720)) + \
-    tuple(datetime.timedelta(days=d) for d in (1, 2, 7, 14, 28))
+GRID_CELLS = tuple(datetime.timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720)) + tuple(
+    datetime.timedelta(days=d) for d in (1, 2, 7, 14, 28)
+)
 MAX_GRID_COLUMNS = 400
 DURATION_PATTERN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?")
 
@@ -153,57 +161,87 @@ def _positive(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}" if kind is int
-                                             else f"must be more than 0, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be at least 1, got {text}" if kind is int else f"must be more than 0, got {text}"
+            )
         return value
+
     return parse
 
 
 def _add_global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
     """The options every command takes. After the command they only override what was given
     (SUPPRESS: an option not given there leaves the value from before the command alone)."""
+
     def default(value):
         return argparse.SUPPRESS if after_command else value
+
     group = parser.add_argument_group("global options (before or after the command)")
-    group.add_argument("--url", default=default(None),
-                       help=f"base URL of the service (default: $RSVP_URL, else http://127.0.0.1:$PORT, "
-                            f"else {DEFAULT_URL})")
+    group.add_argument(
+        "--url",
+        default=default(None),
+        help=f"base URL of the service (default: $RSVP_URL, else http://127.0.0.1:$PORT, else {DEFAULT_URL})",
+    )
     group.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of tables")
     group.add_argument("--tz", default=default(""), help="time zone to read and show times in (default: local)")
-    group.add_argument("--timeout", type=_positive(float), default=default(10.0),
-                       help="seconds per request (default 10)")
-    group.add_argument("--sign", action="store_true", default=default(False),
-                       help="SigV4-sign requests (the IAM-protected prod stage)")
+    group.add_argument(
+        "--timeout", type=_positive(float), default=default(10.0), help="seconds per request (default 10)"
+    )
+    group.add_argument(
+        "--sign", action="store_true", default=default(False), help="SigV4-sign requests (the IAM-protected prod stage)"
+    )
     group.add_argument("--region", default=default(None), help="AWS region for --sign (default: botocore's)")
-    group.add_argument("--tenant", default=default(None),
-                       help="tenant to act in, sent as x-tenant-id; only the local server trusts it "
-                            "(default: $RSVP_TENANT, else the default tenant)")
-    group.add_argument("--as", dest="acting_user", metavar="USER", default=default(None),
-                       help="act for USER (x-acting-user): only USER's reservations can be made or changed")
+    group.add_argument(
+        "--tenant",
+        default=default(None),
+        help="tenant to act in, sent as x-tenant-id; only the local server trusts it "
+        "(default: $RSVP_TENANT, else the default tenant)",
+    )
+    group.add_argument(
+        "--as",
+        dest="acting_user",
+        metavar="USER",
+        default=default(None),
+        help="act for USER (x-acting-user): only USER's reservations can be made or changed",
+    )
 
 
 def _add_rule_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="a name for people")
-    parser.add_argument("--label", dest="labels", action="append", type=_label, metavar="KEY=VALUE",
-                        help="a label (repeat for more)")
-    parser.add_argument("--capacity", type=_positive(int),
-                        help="units reservable at once (default 1; more than 1 is a pool, which needs --step)")
+    parser.add_argument(
+        "--label", dest="labels", action="append", type=_label, metavar="KEY=VALUE", help="a label (repeat for more)"
+    )
+    parser.add_argument(
+        "--capacity",
+        type=_positive(int),
+        help="units reservable at once (default 1; more than 1 is a pool, which needs --step)",
+    )
     for rule in RULE_DURATIONS:
         flag = "--" + rule.replace("_", "-")
-        parser.add_argument(flag, dest=rule, type=parse_duration, metavar="DURATION", help={
-            "min_duration": "shortest reservation", "max_duration": "longest reservation",
-            "step": "start and end on this grid from local midnight of --time-zone",
-            "buffer_before": "free time kept before each reservation",
-            "buffer_after": "free time kept after each reservation",
-            "min_notice": "reservations start at least this long from now",
-            "max_advance": "reservations start at most this long from now",
-            "hold_for": "PENDING reservations are holds that expire after this long"}[rule] + " (0: no rule)")
+        parser.add_argument(
+            flag,
+            dest=rule,
+            type=parse_duration,
+            metavar="DURATION",
+            help={
+                "min_duration": "shortest reservation",
+                "max_duration": "longest reservation",
+                "step": "start and end on this grid from local midnight of --time-zone",
+                "buffer_before": "free time kept before each reservation",
+                "buffer_after": "free time kept after each reservation",
+                "min_notice": "reservations start at least this long from now",
+                "max_advance": "reservations start at most this long from now",
+                "hold_for": "PENDING reservations are holds that expire after this long",
+            }[rule]
+            + " (0: no rule)",
+        )
     parser.add_argument("--time-zone", help="IANA zone of the step grid (default UTC)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rsvp", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="rsvp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _add_global_options(parser, after_command=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -218,15 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
     reserve.add_argument("--start", required=True, type=_time)
     reserve.add_argument("--end", required=True, type=_time)
     reserve.add_argument("--units", type=_positive(int), default=0, help="units of a pool (default 1)")
-    reserve.add_argument("--hold", type=_positive_duration, metavar="DURATION",
-                         help="a PENDING hold that stops blocking its time after this long, e.g. 5m "
-                              "(default: the resource's hold_for)")
+    reserve.add_argument(
+        "--hold",
+        type=_positive_duration,
+        metavar="DURATION",
+        help="a PENDING hold that stops blocking its time after this long, e.g. 5m (default: the resource's hold_for)",
+    )
     reserve.add_argument("--status", choices=INPUT_STATUSES, help="default: the service's (PENDING)")
     reserve.add_argument("--note", default="")
     reserve.add_argument("--request-id", help="makes a retried reserve safe (default: a fresh one)")
 
-    for name, text in (("confirm", "confirm a PENDING reservation (a hold: before it expires)"),
-                       ("cancel", "cancel a reservation"), ("get", "show one reservation")):
+    for name, text in (
+        ("confirm", "confirm a PENDING reservation (a hold: before it expires)"),
+        ("cancel", "cancel a reservation"),
+        ("get", "show one reservation"),
+    ):
         command(name, text).add_argument("id")
 
     update = command("update", "change status and/or note")
@@ -249,40 +293,63 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--start", type=_time, help="only reservations overlapping [start, end)")
     query.add_argument("--end", type=_time)
     query.add_argument("--desc", action="store_true", help="newest first")
-    query.add_argument("--limit", type=_positive(int), default=1000,
-                       help="at most this many, at least 1 (default 1000)")
+    query.add_argument(
+        "--limit", type=_positive(int), default=1000, help="at most this many, at least 1 (default 1000)"
+    )
 
     resource = command("resource", "define, set, show, list and delete resources")
     actions = resource.add_subparsers(dest="action", required=True, metavar="ACTION")
     define = command("define", "create a resource or replace its definition (rules not given: none)", actions)
     define.add_argument("id")
     _add_rule_options(define)
-    change = command("set", "change only the given fields of a defined resource (--label KEY= removes KEY)",
-                     actions)
+    change = command("set", "change only the given fields of a defined resource (--label KEY= removes KEY)", actions)
     change.add_argument("id")
     _add_rule_options(change)
     command("show", "show a resource and its rules", actions).add_argument("id")
     listing = command("list", "list the defined resources, in id order", actions)
-    listing.add_argument("--label", dest="labels", action="append", type=_label, metavar="KEY=VALUE",
-                         help="only resources with this label (repeat: all of them)")
-    command("delete", "delete a resource (refused while it has reservations that have not ended)",
-            actions).add_argument("id")
+    listing.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="only resources with this label (repeat: all of them)",
+    )
+    command(
+        "delete", "delete a resource (refused while it has reservations that have not ended)", actions
+    ).add_argument("id")
 
     def selection(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--resource", dest="resources", action="append", default=[], metavar="ID",
-                         help="a resource (repeat for more; at most 100)")
-        sub.add_argument("--label", dest="labels", action="append", type=_label, metavar="KEY=VALUE",
-                         help="instead of --resource: the defined resources with these labels")
+        sub.add_argument(
+            "--resource",
+            dest="resources",
+            action="append",
+            default=[],
+            metavar="ID",
+            help="a resource (repeat for more; at most 100)",
+        )
+        sub.add_argument(
+            "--label",
+            dest="labels",
+            action="append",
+            type=_label,
+            metavar="KEY=VALUE",
+            help="instead of --resource: the defined resources with these labels",
+        )
         sub.add_argument("--units", type=_positive(int), default=0, help="units wanted (default 1)")
 
     free = command("free", "free/busy grid of resources over a window, and their free intervals")
     selection(free)
     free.add_argument("--start", type=_time, help="default: today's midnight (in --tz)")
     free.add_argument("--end", type=_time, help="default: a day after --start (at most 92 days)")
-    free.add_argument("--cell", type=_positive_duration, metavar="DURATION",
-                      help=f"column width (default: the first of "
-                           f"{', '.join(duration_text(cell) for cell in GRID_CELLS)} that shows the window in at most "
-                           f"{GRID_COLUMNS} columns)")
+    free.add_argument(
+        "--cell",
+        type=_positive_duration,
+        metavar="DURATION",
+        help=f"column width (default: the first of "
+        f"{', '.join(duration_text(cell) for cell in GRID_CELLS)} that shows the window in at most "
+        f"{GRID_COLUMNS} columns)",
+    )
 
     slots = command("slots", "bookable start times for a reservation of --duration (and --units)")
     selection(slots)
@@ -291,13 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     slots.add_argument("--end", type=_time, help="default: 7 days after --start (at most 92 days)")
     slots.add_argument("--limit", type=_positive(int), default=1000, help="at most this many (default 1000)")
 
-    watch = command("watch", "print changes as they happen (the change feed) until Ctrl-C (or SIGTERM); then "
-                             "prints the cursor to resume from")
+    watch = command(
+        "watch",
+        "print changes as they happen (the change feed) until Ctrl-C (or SIGTERM); then "
+        "prints the cursor to resume from",
+    )
     scope = watch.add_mutually_exclusive_group()
     scope.add_argument("--resource", default="", help="only this resource's changes")
     scope.add_argument("--user", default="", help="only this user's changes (default: the whole tenant's)")
-    watch.add_argument("--after", default="", metavar="CURSOR",
-                       help="resume after this cursor (default: from now on)")
+    watch.add_argument("--after", default="", metavar="CURSOR", help="resume after this cursor (default: from now on)")
     return parser
 
 
@@ -312,9 +381,11 @@ def parse(parser: argparse.ArgumentParser, argv=None, environ=os.environ) -> arg
         moment = getattr(options, bound, None)
         if moment is not None and moment.tzinfo is None:
             placed = moment.replace(tzinfo=options.zone)
-            if placed.astimezone(datetime.timezone.utc).astimezone(options.zone).replace(tzinfo=None) != moment:
-                parser.error(f"--{bound} {moment.isoformat()} does not exist in {options.zone} (the clocks skip "
-                             f"it at a DST change); give another time or an offset")
+            if placed.astimezone(datetime.UTC).astimezone(options.zone).replace(tzinfo=None) != moment:
+                parser.error(
+                    f"--{bound} {moment.isoformat()} does not exist in {options.zone} (the clocks skip "
+                    f"it at a DST change); give another time or an offset"
+                )
             setattr(options, bound, placed)
     if options.tenant is None:
         options.tenant = environ.get("RSVP_TENANT") or None
@@ -330,7 +401,8 @@ def parse(parser: argparse.ArgumentParser, argv=None, environ=os.environ) -> arg
             parser.error(f"{options.command} needs --resource (one or more) or --label, not both")
         if options.command == "free":
             options.start = options.start or datetime.datetime.combine(
-                datetime.datetime.now(options.zone).date(), datetime.time(), tzinfo=options.zone)
+                datetime.datetime.now(options.zone).date(), datetime.time(), tzinfo=options.zone
+            )
             options.end = options.end or _add_days(options.start, 1)
         else:
             options.start = options.start or datetime.datetime.now(options.zone).replace(microsecond=0)
@@ -347,15 +419,19 @@ def parse(parser: argparse.ArgumentParser, argv=None, environ=os.environ) -> arg
 
 # ---- formatting ---------------------------------------------------------------------------------------------
 
+
 def _local(stamp, zone) -> datetime.datetime:
-    return stamp.ToDatetime(tzinfo=datetime.timezone.utc).astimezone(zone)
+    return stamp.ToDatetime(tzinfo=datetime.UTC).astimezone(zone)
 
 
 def _add_days(moment: datetime.datetime, days: int) -> datetime.datetime:
     """The same wall-clock time `days` later (23 or 25 hours over a DST change)."""
     wall = moment.replace(tzinfo=None) + datetime.timedelta(days=days)
-    return wall.replace(tzinfo=moment.tzinfo) if isinstance(moment.tzinfo, zoneinfo.ZoneInfo) else \
-        moment + datetime.timedelta(days=days)
+    return (
+        wall.replace(tzinfo=moment.tzinfo)
+        if isinstance(moment.tzinfo, zoneinfo.ZoneInfo)
+        else moment + datetime.timedelta(days=days)
+    )
 
 
 def _midnight(day: datetime.date, zone) -> datetime.datetime:
@@ -376,24 +452,37 @@ def _live(reservation) -> bool:
 
 
 def _row(reservation, zone, extra: tuple) -> list:
-    row = [reservation.id, status_name(reservation.status), reservation.resource_id,
-           reservation.user_id, _local(reservation.start, zone).isoformat(timespec="minutes"),
-           _local(reservation.end, zone).isoformat(timespec="minutes")]
+    row = [
+        reservation.id,
+        status_name(reservation.status),
+        reservation.resource_id,
+        reservation.user_id,
+        _local(reservation.start, zone).isoformat(timespec="minutes"),
+        _local(reservation.end, zone).isoformat(timespec="minutes"),
+    ]
     if "units" in extra:
         row.append(str(reservation.units or 1))
     if "expires" in extra:
-        row.append(_local(reservation.expires_at, zone).isoformat(timespec="seconds")
-                   if reservation.HasField("expires_at") else "")
-    return row + [reservation.note]
+        row.append(
+            _local(reservation.expires_at, zone).isoformat(timespec="seconds")
+            if reservation.HasField("expires_at")
+            else ""
+        )
+    return [*row, reservation.note]
 
 
 def format_table(reservations, zone) -> str:
     """A table of reservations; UNITS and EXPIRES (holds) only when one of them has them."""
     if not reservations:
         return "no reservations"
-    extra = tuple(name for name, present in (("units", any(r.units > 1 for r in reservations)),
-                                             ("expires", any(r.HasField("expires_at") for r in reservations)))
-                  if present)
+    extra = tuple(
+        name
+        for name, present in (
+            ("units", any(r.units > 1 for r in reservations)),
+            ("expires", any(r.HasField("expires_at") for r in reservations)),
+        )
+        if present
+    )
     header = ["ID", "STATUS", "RESOURCE", "USER", "START", "END"] + [name.upper() for name in extra] + ["NOTE"]
     rows = [header] + [_row(r, zone, extra) for r in reservations]
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
@@ -404,9 +493,13 @@ def _reservation_line(start, end, reservation, pool: bool, zone) -> str:
     units = f"  {reservation.units or 1} unit{'s' if (reservation.units or 1) > 1 else ''}" if pool else ""
     if reservation.HasField("expires_at"):
         expires = _local(reservation.expires_at, zone)
-        units += f"  hold {'expired' if status_name(reservation.status) == EXPIRED else 'until'} {expires:%m-%d %H:%M:%S}"
-    return (f"    {start:%m-%d %H:%M} - {end:%m-%d %H:%M}  {reservation.user_id:<12} "
-            f"{status_name(reservation.status):<9} {reservation.id}{units}  {reservation.note}").rstrip()
+        units += (
+            f"  hold {'expired' if status_name(reservation.status) == EXPIRED else 'until'} {expires:%m-%d %H:%M:%S}"
+        )
+    return (
+        f"    {start:%m-%d %H:%M} - {end:%m-%d %H:%M}  {reservation.user_id:<12} "
+        f"{status_name(reservation.status):<9} {reservation.id}{units}  {reservation.note}"
+    ).rstrip()
 
 
 def _by_day(reservations, zone) -> dict:
@@ -455,7 +548,7 @@ class Steps:
         for reservation in reservations:
             if _live(reservation):
                 for stamp, sign in ((reservation.start, 1), (reservation.end, -1)):
-                    moment = stamp.ToDatetime(tzinfo=datetime.timezone.utc)
+                    moment = stamp.ToDatetime(tzinfo=datetime.UTC)
                     changes[moment] = changes.get(moment, 0) + sign * (reservation.units or 1)
         pieces, level, previous = [], 0, None
         for moment in sorted(changes):
@@ -520,15 +613,21 @@ def format_occupancy(resource: str, reservations, capacity: int, step: datetime.
     cell = pool_cell(step)
     monthly = cell >= DAY
     legend = "digits: units in use" if capacity <= 9 else "bars: share of the units in use"
-    lines = [(f"{resource}  capacity {capacity}, one character per {duration_text(cell)}: the most units in use "
-              f"then (. none, {legend}, # full; {zone})")]
+    lines = [
+        (
+            f"{resource}  capacity {capacity}, one character per {duration_text(cell)}: the most units in use "
+            f"then (. none, {legend}, # full; {zone})"
+        )
+    ]
     by_day = _by_day(reservations, zone)
     periods = sorted({day.replace(day=1) for day in by_day} if monthly else by_day)
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     for number, period in enumerate(periods):
         if monthly:  # one character per local day
-            bounds = [_midnight(period + DAY * index, zone).astimezone(utc)
-                      for index in range(calendar.monthrange(period.year, period.month)[1] + 1)]
+            bounds = [
+                _midnight(period + DAY * index, zone).astimezone(utc)
+                for index in range(calendar.monthrange(period.year, period.month)[1] + 1)
+            ]
         else:  # UTC steps from local midnight to the next: a DST day has 46 or 50 half hours
             bounds, finish = [_midnight(period, zone).astimezone(utc)], _midnight(period + DAY, zone).astimezone(utc)
             while bounds[-1] < finish:
@@ -539,8 +638,10 @@ def format_occupancy(resource: str, reservations, capacity: int, step: datetime.
             bar.append(occupancy_char(top, capacity))
             peak = max(peak, top)
         if number == 0:
-            lines.append(" " * (9 if monthly else 16) + (_day_ruler(len(bar)) if monthly
-                                                          else _ruler(bounds[:-1], zone, one_day=True)))
+            lines.append(
+                " " * (9 if monthly else 16)
+                + (_day_ruler(len(bar)) if monthly else _ruler(bounds[:-1], zone, one_day=True))
+            )
         title = period.strftime("%Y-%m") if monthly else f"{period.isoformat()} {period.strftime('%a')}"
         lines.append(f"{title} |{''.join(bar)}| peak {peak}/{capacity}")
         days = [day for day in sorted(by_day) if (day.replace(day=1) == period if monthly else day == period)]
@@ -660,16 +761,18 @@ def _interval_text(start: datetime.datetime, end: datetime.datetime, zone, one_d
     if one_day:
         return f"{_moment_text(start, zone, True)}-{_moment_text(end, zone, True, True)}"
     same_day = start.astimezone(zone).date() == end.astimezone(zone).date()
-    return f"{_moment_text(start, zone, False)} - " + (f"{end.astimezone(zone):%H:%M}" if same_day
-                                                     else _moment_text(end, zone, False))
+    return f"{_moment_text(start, zone, False)} - " + (
+        f"{end.astimezone(zone):%H:%M}" if same_day else _moment_text(end, zone, False)
+    )
 
 
-def format_free(availability, start: datetime.datetime, end: datetime.datetime, cell: datetime.timedelta,
-                units: int, zone) -> str:
+def format_free(
+    availability, start: datetime.datetime, end: datetime.datetime, cell: datetime.timedelta, units: int, zone
+) -> str:
     """A free/busy grid: one row per resource, one column per `cell` of [start, end); then each
     resource's free intervals (where `units` units are free)."""
     units = units or 1
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     start, end = start.astimezone(utc), end.astimezone(utc)
     columns = []
     moment = start
@@ -678,22 +781,34 @@ def format_free(availability, start: datetime.datetime, end: datetime.datetime, 
         moment += cell
     local_start, local_end = start.astimezone(zone), end.astimezone(zone)
     one_day = local_start.date() == (local_end - datetime.timedelta(microseconds=1)).date()
-    window = (f"{local_start:%Y-%m-%d %a} {_moment_text(start, zone, True)}-{_moment_text(end, zone, True, True)}"
-              if one_day else f"{local_start:%Y-%m-%d %H:%M} to {local_end:%Y-%m-%d %H:%M}")
+    window = (
+        f"{local_start:%Y-%m-%d %a} {_moment_text(start, zone, True)}-{_moment_text(end, zone, True, True)}"
+        if one_day
+        else f"{local_start:%Y-%m-%d %H:%M} to {local_end:%Y-%m-%d %H:%M}"
+    )
     pools = [entry for entry in availability.resources if entry.capacity > 1]
     legend = ". free  # busy  : partly free"
     if pools:
-        legend += "  pools: digits = free units" if all(p.capacity <= 9 for p in pools) else \
-            "  pools: digits (small) or shades (more used) = fewer units free"
+        legend += (
+            "  pools: digits = free units"
+            if all(p.capacity <= 9 for p in pools)
+            else "  pools: digits (small) or shades (more used) = fewer units free"
+        )
     wanted = f", {units} units" if units > 1 else ""
     lines = [f"free/busy {window} ({zone}){wanted}, one column = {duration_text(cell)}", legend]
-    names = [entry.resource_id + (f" ({entry.capacity})" if entry.capacity > 1 else "")
-             for entry in availability.resources]
+    names = [
+        entry.resource_id + (f" ({entry.capacity})" if entry.capacity > 1 else "") for entry in availability.resources
+    ]
     width = max([len(name) for name in names] + [8])
     lines.append(" " * (width + 2) + _ruler(columns, zone, one_day))
     for name, entry in zip(names, availability.resources):
-        free_units = Steps([(piece.start.ToDatetime(tzinfo=utc), piece.end.ToDatetime(tzinfo=utc), piece.free)
-                            for piece in entry.free_units], outside=entry.capacity)
+        free_units = Steps(
+            [
+                (piece.start.ToDatetime(tzinfo=utc), piece.end.ToDatetime(tzinfo=utc), piece.free)
+                for piece in entry.free_units
+            ],
+            outside=entry.capacity,
+        )
         row = []
         for column in columns:
             values = free_units.values(column, min(column + cell, end))
@@ -703,11 +818,15 @@ def format_free(availability, start: datetime.datetime, end: datetime.datetime, 
         lines.append("no resources")
     lines.append("")
     for entry in availability.resources:
-        intervals = [_interval_text(i.start.ToDatetime(tzinfo=utc), i.end.ToDatetime(tzinfo=utc), zone, one_day)
-                     for i in entry.free]
+        intervals = [
+            _interval_text(i.start.ToDatetime(tzinfo=utc), i.end.ToDatetime(tzinfo=utc), zone, one_day)
+            for i in entry.free
+        ]
         wanted = f" for {units} unit{'s' if units > 1 else ''} (pool of {entry.capacity})" if entry.capacity > 1 else ""
-        lines.append(f"{entry.resource_id}: " + (f"free{wanted} " + ", ".join(intervals) if intervals
-                                                 else f"no free time{wanted}"))
+        lines.append(
+            f"{entry.resource_id}: "
+            + (f"free{wanted} " + ", ".join(intervals) if intervals else f"no free time{wanted}")
+        )
     return "\n".join(lines)
 
 
@@ -730,8 +849,12 @@ def _starts_text(starts: list) -> str:
 def format_slots(slots, length: datetime.timedelta, units: int, start, end, zone, limited: bool) -> str:
     """Bookable starts per resource and day, evenly spaced runs compressed."""
     wanted = f" of {units} units" if units > 1 else ""
-    lines = [(f"bookable starts for {duration_text(length)}{wanted}, {start.astimezone(zone):%Y-%m-%d %H:%M} to "
-              f"{end.astimezone(zone):%Y-%m-%d %H:%M} ({zone})")]
+    lines = [
+        (
+            f"bookable starts for {duration_text(length)}{wanted}, {start.astimezone(zone):%Y-%m-%d %H:%M} to "
+            f"{end.astimezone(zone):%Y-%m-%d %H:%M} ({zone})"
+        )
+    ]
     if not slots:
         return lines[0] + "\nnone"
     groups = {}
@@ -765,8 +888,9 @@ def format_event(event, zone) -> str:
     if event.HasField("resource"):
         resource = event.resource
         rules = ", ".join(f"{label} {text.split(' (')[0]}" for label, text in _rules(resource))
-        details = ", ".join(part for part in (f"capacity {resource.capacity or 1}", rules,
-                                              _labels_text(resource.labels)) if part)
+        details = ", ".join(
+            part for part in (f"capacity {resource.capacity or 1}", rules, _labels_text(resource.labels)) if part
+        )
         return f"{at}  resource {kind:<9}  {resource.id}  ({details})"
     after, before = event.reservation, event.before
     extra = []
@@ -785,11 +909,14 @@ def format_event(event, zone) -> str:
             extra.append(f"note {after.note!r}" if after.note else "note cleared")
     elif after.note:
         extra.append(f"note {after.note!r}")
-    return (f"{at}  {kind:<11}  {after.id}  {after.resource_id}  {after.user_id}  {_window_text(after, zone)}  "
-            f"({', '.join(extra)})")
+    return (
+        f"{at}  {kind:<11}  {after.id}  {after.resource_id}  {after.user_id}  {_window_text(after, zone)}  "
+        f"({', '.join(extra)})"
+    )
 
 
 # ---- commands -----------------------------------------------------------------------------------------------
+
 
 def _documents(messages) -> list:
     return [json_format.MessageToDict(message) for message in messages]
@@ -805,8 +932,12 @@ def _rule_fields(options) -> dict:
 
 def _resource_fields(resource) -> dict:
     """The fields of a stored resource, as define_resource takes them."""
-    fields = {"name": resource.name, "labels": dict(resource.labels), "capacity": resource.capacity,
-              "time_zone": resource.time_zone}
+    fields = {
+        "name": resource.name,
+        "labels": dict(resource.labels),
+        "capacity": resource.capacity,
+        "time_zone": resource.time_zone,
+    }
     for rule in RULE_DURATIONS:
         if resource.HasField(rule):
             fields[rule] = getattr(resource, rule).ToTimedelta()
@@ -825,8 +956,11 @@ def run_resource(options, client: ReservationClient) -> str:
                     error.message += " (resource set changes a defined resource; resource define creates one)"
                 raise
             merged = {**current["labels"], **labels}
-            fields = {**current, **fields, "labels": {key: value for key, value in merged.items()
-                                                      if value or key not in labels}}
+            fields = {
+                **current,
+                **fields,
+                "labels": {key: value for key, value in merged.items() if value or key not in labels},
+            }
         else:
             fields["labels"] = labels
         shown = client.define_resource(options.id, **fields)
@@ -855,26 +989,44 @@ def run(options, client: ReservationClient) -> str:
     if options.command == "resource":
         return run_resource(options, client)
     if options.command == "free":
-        answer = client.availability(options.start, options.end, options.resources, dict(options.labels or []),
-                                     options.units)
+        answer = client.availability(
+            options.start, options.end, options.resources, dict(options.labels or []), options.units
+        )
         if options.json:
             return json.dumps(_documents(answer.resources), indent=2)
         return format_free(answer, options.start, options.end, options.cell, options.units, zone)
     if options.command == "slots":
         found = []
-        for slot in client.find_slots(options.start, options.end, options.duration, options.resources,
-                                      dict(options.labels or []), options.units,
-                                      limit=min(options.limit + 1, MAX_PAGE_SIZE)):
+        for slot in client.find_slots(
+            options.start,
+            options.end,
+            options.duration,
+            options.resources,
+            dict(options.labels or []),
+            options.units,
+            limit=min(options.limit + 1, MAX_PAGE_SIZE),
+        ):
             found.append(slot)
             if len(found) > options.limit:
                 break
-        limited, found = len(found) > options.limit, found[:options.limit]
+        limited, found = len(found) > options.limit, found[: options.limit]
         if options.json:
             return json.dumps(_documents(found), indent=2)
         return format_slots(found, options.duration, options.units, options.start, options.end, zone, limited)
     if options.command == "reserve":
-        shown = [client.reserve(options.resource, options.user, options.start, options.end, options.status,
-                                options.note, options.request_id, units=options.units, hold_for=options.hold)]
+        shown = [
+            client.reserve(
+                options.resource,
+                options.user,
+                options.start,
+                options.end,
+                options.status,
+                options.note,
+                options.request_id,
+                units=options.units,
+                hold_for=options.hold,
+            )
+        ]
     elif options.command in ("confirm", "cancel", "get"):
         shown = [getattr(client, options.command)(options.id)]
     elif options.command == "update":
@@ -888,17 +1040,24 @@ def run(options, client: ReservationClient) -> str:
         shown = [client.reschedule(options.id, options.start, end, options.resource)]
     else:
         shown = []
-        for reservation in client.query(resource_id=options.resource, user_id=options.user, status=options.status,
-                                        start=options.start, end=options.end, desc=options.desc,
-                                        page_size=min(options.limit, MAX_PAGE_SIZE)):
+        for reservation in client.query(
+            resource_id=options.resource,
+            user_id=options.user,
+            status=options.status,
+            start=options.start,
+            end=options.end,
+            desc=options.desc,
+            page_size=min(options.limit, MAX_PAGE_SIZE),
+        ):
             if len(shown) == options.limit:
                 break
             shown.append(reservation)
         if not options.json and options.resource:
             definition = _resource_of(client, options.resource)
             if definition is not None and definition.capacity > 1:
-                return format_occupancy(options.resource, shown, definition.capacity,
-                                        definition.step.ToTimedelta(), zone)
+                return format_occupancy(
+                    options.resource, shown, definition.capacity, definition.step.ToTimedelta(), zone
+                )
             return format_timeline(options.resource, shown, zone)
     if options.json:
         documents = _documents(shown)
@@ -909,8 +1068,13 @@ def run(options, client: ReservationClient) -> str:
 def watch(options, client: ReservationClient, out=None, err=None) -> int:
     """Prints events as they come until Ctrl-C (or a failure); then the cursor to resume from."""
     out, err = out or sys.stdout, err or sys.stderr
-    scope = f"resource {options.resource}" if options.resource else f"user {options.user}" if options.user \
+    scope = (
+        f"resource {options.resource}"
+        if options.resource
+        else f"user {options.user}"
+        if options.user
         else f"tenant {client.tenant or 'default'}"
+    )
     listener = client.listen(options.after, options.resource, options.user)
     try:
         listener.connect()
@@ -919,8 +1083,11 @@ def watch(options, client: ReservationClient, out=None, err=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"rsvp: watching {scope} {'after the cursor' if options.after else 'from now'}; Ctrl-C stops",
-          file=err, flush=True)
+    print(
+        f"rsvp: watching {scope} {'after the cursor' if options.after else 'from now'}; Ctrl-C stops",
+        file=err,
+        flush=True,
+    )
 
     def show(event):
         text = json.dumps(json_format.MessageToDict(event)) if options.json else format_event(event, options.zone)
@@ -928,6 +1095,7 @@ def watch(options, client: ReservationClient, out=None, err=None) -> int:
 
     def stop(signum, frame):
         raise KeyboardInterrupt
+
     code, stopping = 0, threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if stopping else None  # `kill`, `timeout`: as Ctrl-C
     try:
@@ -944,12 +1112,17 @@ def watch(options, client: ReservationClient, out=None, err=None) -> int:
     for event in listener.close():
         show(event)
     if listener.cursor and listener.cursor != options.after:  # one the service handed out
-        where = f"--resource {options.resource} " if options.resource else f"--user {options.user} " \
-            if options.user else ""
+        where = (
+            f"--resource {options.resource} " if options.resource else f"--user {options.user} " if options.user else ""
+        )
         print(f"rsvp: stopped; resume with: rsvp watch {where}--after {listener.cursor}", file=err, flush=True)
     elif code == 0:
-        print("rsvp: stopped before the service handed out a cursor" +
-              ("; resume with the same --after" if options.after else ""), file=err, flush=True)
+        print(
+            "rsvp: stopped before the service handed out a cursor"
+            + ("; resume with the same --after" if options.after else ""),
+            file=err,
+            flush=True,
+        )
     return code
 
 
@@ -960,29 +1133,47 @@ def _print_error(error: ReservationError, options, err) -> None:
         print(f"rsvp:   (URL from {options.url_source}; --url or $RSVP_URL name another)", file=err)
     for conflict in error.conflicts:
         units = f", {conflict.units} units" if conflict.units > 1 else ""
-        print(f"rsvp:   conflicts with {conflict.id} [{_local(conflict.start, zone).isoformat()}, "
-              f"{_local(conflict.end, zone).isoformat()}){units}", file=err)
+        print(
+            f"rsvp:   conflicts with {conflict.id} [{_local(conflict.start, zone).isoformat()}, "
+            f"{_local(conflict.end, zone).isoformat()}){units}",
+            file=err,
+        )
     if error.conflict is not None:
         requested = error.conflict.requested
-        if any(c.end.ToNanoseconds() <= requested.start.ToNanoseconds() or
-               c.start.ToNanoseconds() >= requested.end.ToNanoseconds() for c in error.conflicts):
-            print(f"rsvp:   (not overlapping the asked window: {error.conflict.resource_id} keeps buffer time "
-                  f"around reservations; rsvp resource show {error.conflict.resource_id})", file=err)
+        if any(
+            c.end.ToNanoseconds() <= requested.start.ToNanoseconds()
+            or c.start.ToNanoseconds() >= requested.end.ToNanoseconds()
+            for c in error.conflicts
+        ):
+            print(
+                f"rsvp:   (not overlapping the asked window: {error.conflict.resource_id} keeps buffer time "
+                f"around reservations; rsvp resource show {error.conflict.resource_id})",
+                file=err,
+            )
         if error.conflict.total > len(error.conflicts):
             print(f"rsvp:   ... {error.conflict.total} in the way in all", file=err)
         if error.conflict.HasField("full_window"):
             window = error.conflict.full_window
-            print(f"rsvp:   units free in [{_local(window.start, zone).isoformat()}, "
-                  f"{_local(window.end, zone).isoformat()}): {error.conflict.units_free}, "
-                  f"asked {error.conflict.requested.units or 1}", file=err)
+            print(
+                f"rsvp:   units free in [{_local(window.start, zone).isoformat()}, "
+                f"{_local(window.end, zone).isoformat()}): {error.conflict.units_free}, "
+                f"asked {error.conflict.requested.units or 1}",
+                file=err,
+            )
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     options = parse(parser, argv)
     try:
-        client = ReservationClient(options.url, timeout=options.timeout, sign=options.sign, region=options.region,
-                                   tenant=options.tenant, acting_user=options.acting_user)
+        client = ReservationClient(
+            options.url,
+            timeout=options.timeout,
+            sign=options.sign,
+            region=options.region,
+            tenant=options.tenant,
+            acting_user=options.acting_user,
+        )
     except ImportError as error:  # --sign without botocore
         parser.error(str(error))
     if options.command == "watch":

@@ -16,6 +16,7 @@ A retried cancel whose first answer was lost may answer NOT_FOUND. With
 (botocore's signer, default credential chain). `tenant` and `acting_user` send
 x-tenant-id (trusted by the local server only) and x-acting-user.
 """
+
 import base64
 import dataclasses
 import datetime
@@ -29,7 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
@@ -38,8 +39,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chalicelib.gen import reservation_pb2 as pb
 
 RETRYABLE_CODES = {"unavailable", "aborted", "deadline_exceeded", "resource_exhausted"}
-HTTP_FALLBACK_CODES = {400: "internal", 401: "unauthenticated", 403: "permission_denied", 404: "unimplemented",
-                       429: "unavailable", 502: "unavailable", 503: "unavailable", 504: "unavailable"}
+HTTP_FALLBACK_CODES = {
+    400: "internal",
+    401: "unauthenticated",
+    403: "permission_denied",
+    404: "unimplemented",
+    429: "unavailable",
+    502: "unavailable",
+    503: "unavailable",
+    504: "unavailable",
+}
 # Wire names come from the generated descriptors, so that a value added to the proto shows up here by itself.
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ReservationService"].full_name  # "reservation.ReservationService"
 STATUS_NAMES = {value.name: value.number for value in pb.ReservationStatus.DESCRIPTOR.values}
@@ -57,7 +66,7 @@ def check_base_url(url: str) -> str:
     """`url` if it can be the service's base URL (http[s]://host[:port][/prefix]), else ValueError("bad URL ...")."""
     try:
         parts = urllib.parse.urlsplit(url)
-        parts.port  # raises ValueError for a port that is not a number in 0..65535
+        _ = parts.port  # raises ValueError for a port that is not a number in 0..65535
     except ValueError as error:
         raise ValueError(f"bad URL {url!r}: {error}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -90,7 +99,7 @@ def timestamp(moment) -> Timestamp:
     if moment.tzinfo is None:
         raise ValueError("datetimes must carry a time zone")
     stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(datetime.timezone.utc))
+    stamp.FromDatetime(moment.astimezone(datetime.UTC))
     return stamp
 
 
@@ -103,12 +112,21 @@ def duration(length) -> Duration:
     return value
 
 
-RULE_DURATIONS = ("min_duration", "max_duration", "step", "buffer_before", "buffer_after", "min_notice",
-                  "max_advance", "hold_for")
+RULE_DURATIONS = (
+    "min_duration",
+    "max_duration",
+    "step",
+    "buffer_before",
+    "buffer_after",
+    "min_notice",
+    "max_advance",
+    "hold_for",
+)
 
 
-def resource(resource_id: str, name: str = "", labels: Optional[dict] = None, capacity: int = 0,
-             time_zone: str = "", **rules) -> pb.Resource:
+def resource(
+    resource_id: str, name: str = "", labels: dict | None = None, capacity: int = 0, time_zone: str = "", **rules
+) -> pb.Resource:
     """A Resource message; rules are timedeltas named as in the proto (step, max_duration, hold_for, ...)."""
     unknown = set(rules) - set(RULE_DURATIONS)
     if unknown:
@@ -131,10 +149,10 @@ class ReservationClient:
     timeout: float = 10.0
     use_json: bool = False
     sign: bool = False
-    region: Optional[str] = None
+    region: str | None = None
     max_attempts: int = 4
-    tenant: Optional[str] = None
-    acting_user: Optional[str] = None
+    tenant: str | None = None
+    acting_user: str | None = None
 
     def __post_init__(self):
         check_base_url(self.base_url)
@@ -144,12 +162,28 @@ class ReservationClient:
             except ImportError:
                 raise ImportError("signing needs botocore: pip install 'my-reservation-tools[client]'") from None
 
-    def reserve(self, resource_id: str, user_id: str, start, end, status: Optional[str] = None, note: str = "",
-                request_id: Optional[str] = None, units: int = 0, hold_for=None) -> pb.Reservation:
+    def reserve(
+        self,
+        resource_id: str,
+        user_id: str,
+        start,
+        end,
+        status: str | None = None,
+        note: str = "",
+        request_id: str | None = None,
+        units: int = 0,
+        hold_for=None,
+    ) -> pb.Reservation:
         """`status` None leaves it to the service (PENDING); `hold_for` (a timedelta) makes it a hold."""
-        wanted = pb.Reservation(resource_id=resource_id, user_id=user_id, start=timestamp(start),
-                                end=timestamp(end), status=STATUS_NAMES[status.upper()] if status else 0, note=note,
-                                units=units)
+        wanted = pb.Reservation(
+            resource_id=resource_id,
+            user_id=user_id,
+            start=timestamp(start),
+            end=timestamp(end),
+            status=STATUS_NAMES[status.upper()] if status else 0,
+            note=note,
+            units=units,
+        )
         request = pb.ReserveRequest(reservation=wanted, request_id=request_id or str(uuid.uuid4()))
         if hold_for is not None:
             request.hold_for.CopyFrom(duration(hold_for))
@@ -157,8 +191,9 @@ class ReservationClient:
         return self._call("reserve", request, pb.ReserveResponse, also_retry={"unknown"}).reservation
 
     def reschedule(self, reservation_id: str, start, end, resource_id: str = "") -> pb.Reservation:
-        request = pb.RescheduleRequest(id=reservation_id, start=timestamp(start), end=timestamp(end),
-                                       resource_id=resource_id)
+        request = pb.RescheduleRequest(
+            id=reservation_id, start=timestamp(start), end=timestamp(end), resource_id=resource_id
+        )
         return self._call("reschedule", request, pb.RescheduleResponse).reservation
 
     def define_resource(self, resource_id: str, **fields) -> pb.Resource:
@@ -169,43 +204,62 @@ class ReservationClient:
     def get_resource(self, resource_id: str) -> pb.Resource:
         return self._call("get_resource", pb.GetResourceRequest(id=resource_id), pb.GetResourceResponse).resource
 
-    def list_resources(self, labels: Optional[dict] = None, page_size: int = 0) -> Iterator[pb.Resource]:
+    def list_resources(self, labels: dict | None = None, page_size: int = 0) -> Iterator[pb.Resource]:
         """Every resource carrying `labels`, in id order, page after page."""
         token = ""
         while True:
-            page = self._call("list_resources", pb.ListResourcesRequest(labels=labels or {}, page_size=page_size,
-                                                                        page_token=token), pb.ListResourcesResponse)
+            page = self._call(
+                "list_resources",
+                pb.ListResourcesRequest(labels=labels or {}, page_size=page_size, page_token=token),
+                pb.ListResourcesResponse,
+            )
             yield from page.resources
             token = page.next_page_token
             if not token:
                 return
 
     def delete_resource(self, resource_id: str) -> pb.Resource:
-        return self._call("delete_resource", pb.DeleteResourceRequest(id=resource_id),
-                          pb.DeleteResourceResponse).resource
+        return self._call(
+            "delete_resource", pb.DeleteResourceRequest(id=resource_id), pb.DeleteResourceResponse
+        ).resource
 
-    def availability(self, start, end, resource_ids=(), labels: Optional[dict] = None,
-                     units: int = 0) -> pb.AvailabilityResponse:
-        request = pb.AvailabilityRequest(resource_ids=list(resource_ids), labels=labels or {},
-                                         start=timestamp(start), end=timestamp(end), units=units)
+    def availability(
+        self, start, end, resource_ids=(), labels: dict | None = None, units: int = 0
+    ) -> pb.AvailabilityResponse:
+        request = pb.AvailabilityRequest(
+            resource_ids=list(resource_ids),
+            labels=labels or {},
+            start=timestamp(start),
+            end=timestamp(end),
+            units=units,
+        )
         return self._call("availability", request, pb.AvailabilityResponse)
 
-    def find_slots(self, start, end, length, resource_ids=(), labels: Optional[dict] = None, units: int = 0,
-                   limit: int = 0) -> Iterator[pb.Slot]:
+    def find_slots(
+        self, start, end, length, resource_ids=(), labels: dict | None = None, units: int = 0, limit: int = 0
+    ) -> Iterator[pb.Slot]:
         """Bookable (resource, start) slots of `length` (a timedelta), in start order, page after page."""
         token = ""
         while True:
-            request = pb.FindSlotsRequest(resource_ids=list(resource_ids), labels=labels or {},
-                                          start=timestamp(start), end=timestamp(end), duration=duration(length),
-                                          units=units, limit=limit, page_token=token)
+            request = pb.FindSlotsRequest(
+                resource_ids=list(resource_ids),
+                labels=labels or {},
+                start=timestamp(start),
+                end=timestamp(end),
+                duration=duration(length),
+                units=units,
+                limit=limit,
+                page_token=token,
+            )
             page = self._call("find_slots", request, pb.FindSlotsResponse)
             yield from page.slots
             token = page.next_page_token
             if not token:
                 return
 
-    def changes(self, after: str = "", resource_id: str = "", user_id: str = "",
-                page_size: int = 0) -> pb.ChangesResponse:
+    def changes(
+        self, after: str = "", resource_id: str = "", user_id: str = "", page_size: int = 0
+    ) -> pb.ChangesResponse:
         """One page of the change feed after the cursor `after` ("": from the oldest kept event)."""
         request = pb.ChangesRequest(resource_id=resource_id, user_id=user_id, after=after, page_size=page_size)
         return self._call("changes", request, pb.ChangesResponse)
@@ -218,7 +272,7 @@ class ReservationClient:
     def confirm(self, reservation_id: str) -> pb.Reservation:
         return self._call("confirm", pb.ConfirmRequest(id=reservation_id), pb.ConfirmResponse).reservation
 
-    def update(self, reservation_id: str, status: Optional[str] = None, note: Optional[str] = None) -> pb.Reservation:
+    def update(self, reservation_id: str, status: str | None = None, note: str | None = None) -> pb.Reservation:
         request = pb.UpdateRequest(id=reservation_id, status=STATUS_NAMES[status.upper()] if status else 0)
         if note is not None:
             request.note = note
@@ -232,9 +286,14 @@ class ReservationClient:
 
     def query_page(self, page_token: str = "", page_size: int = 0, **filters) -> pb.FilterResponse:
         """One page: filters are user_id, resource_id, status (name), start, end (datetimes), desc."""
-        query = pb.QueryRequest(page_token=page_token, page_size=page_size, user_id=filters.get("user_id", ""),
-                                resource_id=filters.get("resource_id", ""), desc=filters.get("desc", False),
-                                status=STATUS_NAMES[filters["status"].upper()] if filters.get("status") else 0)
+        query = pb.QueryRequest(
+            page_token=page_token,
+            page_size=page_size,
+            user_id=filters.get("user_id", ""),
+            resource_id=filters.get("resource_id", ""),
+            desc=filters.get("desc", False),
+            status=STATUS_NAMES[filters["status"].upper()] if filters.get("status") else 0,
+        )
         for bound in ("start", "end"):
             if filters.get(bound) is not None:
                 getattr(query, bound).CopyFrom(timestamp(filters[bound]))
@@ -260,10 +319,9 @@ class ReservationClient:
             try:
                 return call()
             except ReservationError as error:
-                if (error.code not in RETRYABLE_CODES and error.code not in also_retry) \
-                        or attempt == self.max_attempts:
+                if (error.code not in RETRYABLE_CODES and error.code not in also_retry) or attempt == self.max_attempts:
                     raise
-            time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))
+            time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
 
     def _url(self, method: str) -> str:
         return f"{self.base_url.rstrip('/')}/{SERVICE_NAME}/{method}"
@@ -306,8 +364,9 @@ class ReservationClient:
 
         session = botocore.session.get_session()
         aws_request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-        SigV4Auth(session.get_credentials(), "execute-api", self.region or session.get_config_variable("region")
-                  ).add_auth(aws_request)
+        SigV4Auth(
+            session.get_credentials(), "execute-api", self.region or session.get_config_variable("region")
+        ).add_auth(aws_request)
         return dict(aws_request.headers.items())
 
 
@@ -384,7 +443,7 @@ class Listener:
                 failures += 1
                 if error.code not in RETRYABLE_CODES or failures >= self.client.max_attempts:
                     raise
-                time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** failures)))
+                time.sleep(random.uniform(0, min(2.0, 0.1 * 2**failures)))
             else:  # a clean end (a long poll's): go on from its cursor
                 self._disconnect()
                 failures = 0
@@ -403,8 +462,9 @@ class Listener:
         try:
             self._connection.connect()
             self._socket = self._connection.sock
-            self._connection.request("POST", parts.path, body,
-                                     self.client._headers(url, body, "application/connect+proto"))
+            self._connection.request(
+                "POST", parts.path, body, self.client._headers(url, body, "application/connect+proto")
+            )
             self._answer = self._connection.getresponse()
             if self._answer.status != 200:
                 raise _error_of(self._answer.status, self._answer.read())
@@ -426,7 +486,7 @@ class Listener:
             if len(self._buffer) >= 5:
                 flags, length = struct.unpack(">BI", self._buffer[:5])
                 if len(self._buffer) >= 5 + length:
-                    chunk, self._buffer = self._buffer[5:5 + length], self._buffer[5 + length:]
+                    chunk, self._buffer = self._buffer[5 : 5 + length], self._buffer[5 + length :]
                     return flags, chunk
             try:
                 data = self._answer.read1(65536)
@@ -477,7 +537,7 @@ class Listener:
                     event = pb.ChangeEvent.FromString(chunk)
                     events.append(event)
                     self.cursor = event.cursor
-            except Exception:  # noqa: BLE001 - no clean end: the last event's cursor stands
+            except Exception:
                 pass
             finally:
                 self._disconnect()

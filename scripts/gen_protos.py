@@ -10,6 +10,7 @@ folder itself, so that import is rewritten to the package path.
     python scripts/gen_protos.py            # write the files
     python scripts/gen_protos.py --out DIR  # write them under DIR instead
 """
+
 import argparse
 import pathlib
 import shutil
@@ -63,7 +64,9 @@ def generate(out_root: pathlib.Path) -> list[pathlib.Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT, help="root folder to write under (default: the repository)")
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=ROOT, help="root folder to write under (default: the repository)"
+    )
     options = parser.parse_args()
     for path in generate(options.out):
         print(path)
