@@ -12,8 +12,10 @@ these patches make a call cost what it touches, and change no answer:
 * transactions: TransactWriteItems deep-copied the whole table once per
   action, to roll back by swapping the copy in. Here it keeps the before image
   of each item it touches and puts exactly those back when the transaction is
-  cancelled (with the stream records it made). Checks, order of work and
-  errors (TransactionCanceledException, reasons in order) are moto's.
+  cancelled (with the stream records it made); an Update's before image is
+  also the old image of its stream record (moto copied the item once more).
+  Checks, order of work and errors (TransactionCanceledException, reasons in
+  order) are moto's.
 * queries: a Query sorted the whole table, then filtered it. Here each table
   keeps every partition (of the table and of each global index) as a sorted
   list of keys, and moto's own query code is handed only the items of the key
@@ -61,8 +63,8 @@ import threading
 import time
 import uuid
 
-from moto.core.exceptions import JsonRESTError
 from moto.core import responses as moto_core_responses
+from moto.core.exceptions import JsonRESTError
 from moto.core.model_instances import model_data
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import utcnow
@@ -86,7 +88,7 @@ from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 STREAM_RETENTION = datetime.timedelta(hours=24)
-STREAM_MAX_BYTES = 32 * 1024 * 1024  # of record JSON per table; older records are trimmed first
+STREAM_MAX_BYTES = 16 * 1024 * 1024  # of record JSON per table (a bound on memory): older records are trimmed first
 SHARD_ITERATOR_SECONDS = 15 * 60
 
 _original = {}
