@@ -1,13 +1,14 @@
 """The embedded DynamoDB through `make serve` (devserver.serve and its DynamoDB child process):
-reserve and get p50 on an empty table and with many reservations loaded, memory (RSS of the server
-and of its embedded DynamoDB) over N reserves, reserve throughput meanwhile, and how long a
-stopped server takes to exit.
+memory (RSS of the server and of its embedded DynamoDB) over N reserves and the throughput
+meanwhile, reserve and get p50 with many reservations loaded against a fresh server's empty
+table, and how long a stopped server takes to exit.
 
     python -m bench.embedded [--loaded 100000] [--reserves 10000] [--samples 200]
 
 The loaded table is filled with harness/bulk.py (BatchWriteItem, no transactions), 100
-back-to-back hours per resource; the timed reserves have the same shape in both phases (20
-resources, one hour after the other), so only the size of the table differs.
+back-to-back hours per resource. The timed reserves have the same shape on both servers (20
+resources, one hour after the other) and alternate between them call by call, so that only
+the size of the table differs, not the load of the machine.
 """
 import argparse
 import concurrent.futures
@@ -66,21 +67,32 @@ def _p50_ms(latencies: list) -> float:
     return statistics.median(latencies) * 1000
 
 
-def _timed_reserves_and_gets(url: str, phase: str, samples: int, known_ids: list) -> dict:
-    """`samples` reserves one after the other (20 resources, consecutive hours), then `samples` gets."""
-    client, made, reserve_s, get_s = ReservationClient(url), [], [], []
+def _timed(servers: dict, samples: int, known_ids: dict) -> dict:
+    """Per server: p50 of `samples` reserves (20 resources, consecutive hours), then of `samples` gets.
+
+    The servers take turns, call by call, so that a busy machine slows them alike.
+    """
+    clients = {name: ReservationClient(url) for name, url in servers.items()}
+    for client in clients.values():  # untimed: a fresh server's first calls set up its clients and caches
+        for n in range(10):
+            start = EPOCH + n * HOUR
+            client.get(client.reserve("warm-up", "warm-up", start, start + HOUR).id)
+    made = {name: [] for name in servers}
+    reserve_s, get_s = {name: [] for name in servers}, {name: [] for name in servers}
     for n in range(samples):
         start = EPOCH + (n // 20) * HOUR
-        began = time.perf_counter()
-        made.append(client.reserve(f"timed-{phase}-{n % 20}", f"user-{n % 20}", start, start + HOUR).id)
-        reserve_s.append(time.perf_counter() - began)
+        for name, client in clients.items():
+            began = time.perf_counter()
+            made[name].append(client.reserve(f"timed-{n % 20}", f"user-{n % 20}", start, start + HOUR).id)
+            reserve_s[name].append(time.perf_counter() - began)
     chance = random.Random(samples)
     for n in range(samples):
-        reservation_id = chance.choice(known_ids) if known_ids else made[n]
-        began = time.perf_counter()
-        client.get(reservation_id)
-        get_s.append(time.perf_counter() - began)
-    return {"reserve_ms": _p50_ms(reserve_s), "get_ms": _p50_ms(get_s)}
+        for name, client in clients.items():
+            reservation_id = chance.choice(known_ids[name]) if known_ids.get(name) else made[name][n]
+            began = time.perf_counter()
+            client.get(reservation_id)
+            get_s[name].append(time.perf_counter() - began)
+    return {name: {"reserve_ms": _p50_ms(reserve_s[name]), "get_ms": _p50_ms(get_s[name])} for name in servers}
 
 
 def _reserve_burst(url: str, count: int) -> float:
@@ -99,38 +111,30 @@ def _reserve_burst(url: str, count: int) -> float:
     return CLIENTS * per_client / (time.perf_counter() - began)
 
 
-LOADERS = 4  # clients loading at once: their botocore work overlaps the server's
-
-
 def _load(server: LocalServer, count: int) -> list:
     """Bulk-load `count` reservations (100 back to back per resource); returns their ids."""
-    starts = list(range(0, count, PER_LOADED_RESOURCE))
-
-    def loader(number: int) -> list:
-        dynamodb, ids = server.dynamodb(), []
-        for first in starts[number::LOADERS]:
-            resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
-            reservations = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
-            bulk.load(dynamodb, server.table, bulk.items_of(reservations))
-            ids += [booking.reservation.id for booking in reservations]
-        return ids
-
-    with concurrent.futures.ThreadPoolExecutor(LOADERS) as pool:
-        return [reservation_id for ids in pool.map(loader, range(LOADERS)) for reservation_id in ids]
+    dynamodb, ids = server.dynamodb(), []
+    for first in range(0, count, PER_LOADED_RESOURCE):
+        resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
+        bookings = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
+        bulk.load(dynamodb, server.table, bulk.items_of(bookings))
+        ids += [reservation.id for reservation in reservations]
+    return ids
 
 
 def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> dict:
-    server = LocalServer()
+    server, fresh = LocalServer(), None
     try:
         pid = server.process.pid
         rss_start = rss_mib(pid)
-        empty = _timed_reserves_and_gets(server.url, "empty", samples, [])
         per_second = _reserve_burst(server.url, reserves)
         rss_after = rss_mib(pid)
         began = time.perf_counter()
         ids = _load(server, loaded)
         load_s = time.perf_counter() - began
-        full = _timed_reserves_and_gets(server.url, "loaded", samples, ids)
+        fresh = LocalServer()  # the empty table to compare with, timed in turns with the loaded one
+        timed = _timed({"empty": fresh.url, "loaded": server.url}, samples, {"loaded": ids})
+        empty, full = timed["empty"], timed["loaded"]
         rss_loaded = rss_mib(pid)
         server.process.send_signal(signal.SIGTERM)
         began = time.perf_counter()
@@ -138,6 +142,8 @@ def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> di
         stop_s = time.perf_counter() - began
     finally:
         server.stop()
+        if fresh is not None:
+            fresh.stop()
     result = {"empty": empty, "loaded": full, "rss_start_mib": rss_start, "rss_after_reserves_mib": rss_after,
               "rss_growth_mib": rss_after - rss_start, "rss_loaded_mib": rss_loaded, "reserves": reserves,
               "reserves_per_second": per_second, "load_seconds": load_s, "stop_seconds": stop_s,

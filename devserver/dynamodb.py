@@ -60,7 +60,7 @@ class DirectDispatch:
     sends them; anything else (CloudFormation, /moto-api) through moto's dispatcher and Flask apps.
 
     moto's server found the backend of every request (per host, then per URL pattern of every
-    service) and wrapped it in Flask: a fifth of the embedded DynamoDB's time per call.
+    service) and wrapped it in Flask: about a tenth of the embedded DynamoDB's time per call.
     """
 
     TARGETS = (

@@ -12,8 +12,10 @@ these patches make a call cost what it touches, and change no answer:
 * transactions: TransactWriteItems deep-copied the whole table once per
   action, to roll back by swapping the copy in. Here it keeps the before image
   of each item it touches and puts exactly those back when the transaction is
-  cancelled (with the stream records it made). Checks, order of work and
-  errors (TransactionCanceledException, reasons in order) are moto's.
+  cancelled (with the stream records it made); an Update's before image is
+  also the old image of its stream record (moto copied the item once more).
+  Checks, order of work and errors (TransactionCanceledException, reasons in
+  order) are moto's.
 * queries: a Query sorted the whole table, then filtered it. Here each table
   keeps every partition (of the table and of each global index) as a sorted
   list of keys, and moto's own query code is handed only the items of the key
@@ -37,10 +39,11 @@ these patches make a call cost what it touches, and change no answer:
   to measure it, and moto measures whole items on every attribute it sets.
 * parsing: each condition expression of a transaction was parsed three
   times (validation, condition check, write), each update expression twice;
-  a parsed condition is kept for its (expression, names, values) and the
-  validation's read-only parse of an update expression for its text. The
-  list of a handler's methods (inspect.getmembers, per request) is kept per
-  class.
+  a parsed condition is kept for its (expression, names, values), a parsed
+  update expression for its text. The AST processors asked every node of
+  the tree which node types they process (a new tuple each time); they ask
+  once per pass. The list of a handler's methods (inspect.getmembers, per
+  request) is kept per class.
 * the server's dispatch: for every request, moto's DomainDispatcherApplication
   listed its own package directory (one stat per service) and tried every
   service's URL patterns to find the backend of a host; that answer is
@@ -83,12 +86,13 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.models.utilities import bytesize, dynamo_json_dump
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 STREAM_RETENTION = datetime.timedelta(hours=24)
-STREAM_MAX_BYTES = 32 * 1024 * 1024  # of record JSON per table; older records are trimmed first
+STREAM_MAX_BYTES = 16 * 1024 * 1024  # of record JSON per table (a bound on memory): older records are trimmed first
 SHARD_ITERATOR_SECONDS = 15 * 60
 
 _original = {}
@@ -868,10 +872,8 @@ def parse_condition(self):
 
 
 class _ParsedUpdateExpressions:
-    """UpdateExpressionParser for moto.dynamodb.responses, which only reads the tree (find_clauses).
-
-    The backend changes its own tree while applying it, so it keeps parsing its own.
-    """
+    """UpdateExpressionParser, one tree per expression text: the tree is only read (find_clauses by the
+    validation; the backend's UpdateExpressionValidator deep-copies it before changing the copy)."""
 
     trees: typing.ClassVar[dict] = {}
 
@@ -883,6 +885,27 @@ class _ParsedUpdateExpressions:
             if len(cls.trees) < _PARSED_CONDITIONS_KEPT:
                 cls.trees[expression] = tree
         return tree
+
+
+def traverse(self, node):
+    """DepthFirstTraverser.traverse, with the node types it processes computed once per pass, not per node."""
+    processed = self.nodes_to_be_processed()
+
+    def visit(node, child_id=-1):
+        if isinstance(node, Node):
+            parent_node = node.parent
+            if node.children is not None:
+                for i, child_node in enumerate(node.children):
+                    self.pre_processing_of_child(node, i)
+                    visit(child_node, i)
+            if isinstance(node, processed):
+                node = self.process(node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+        return node
+
+    return visit(node)
 
 
 _METHOD_NAMES = {}
@@ -917,6 +940,8 @@ def apply() -> None:
     _replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
     _replace(ConditionExpressionParser, "parse", parse_condition)
     _replace(dynamodb_responses, "UpdateExpressionParser", _ParsedUpdateExpressions)
+    _replace(moto_dynamodb_models, "UpdateExpressionParser", _ParsedUpdateExpressions)
+    _replace(DepthFirstTraverser, "traverse", traverse)
     _replace(moto_core_responses, "method_names_from_class", method_names_from_class)
     _replace(Table, "query", query)
     _replace(Table, "all_items", all_items)
