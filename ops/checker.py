@@ -12,8 +12,8 @@ Every item is decoded through chalicelib.layout. What it checks:
 * overlap: two bookings of an exclusive resource whose padded windows
   overlap (expired holds included: whoever takes their time removes them);
 * guard: a booking of an exclusive resource that a guard of its slots does
-  not list (unless that guard is dense), or lists with another window, or a
-  guard listing a live reservation that does not exist;
+  not list or lists with another window (unless that guard is dense: its list
+  is no longer kept), or a guard listing a live reservation that does not exist;
 * capacity: a pool cell whose bookings take more units than its bucket's
   capacity, or whose counter differs from the units of its bookings;
 * index: a booking whose index keys (uk, tk, start_key, hold keys) disagree
@@ -202,7 +202,11 @@ def _guards(seen: Table, now_ns: int) -> list:
                 problems.append(
                     f"guard: slot {index} of {resource_id} (tenant {tenant}) does not list reservation {reservation_id}"
                 )
-            elif reservation_id in listed and item["busy"]["M"][reservation_id] != layout.guard_entry(booking):
+            elif (
+                not guard.dense  # a dense guard's list is no longer kept: readers query the bookings
+                and reservation_id in listed
+                and item["busy"]["M"][reservation_id] != layout.guard_entry(booking)
+            ):
                 problems.append(
                     f"guard: slot {index} of {resource_id} (tenant {tenant}) lists reservation "
                     f"{reservation_id} with another window"
