@@ -137,9 +137,10 @@ def run(minutes: int = 10_000, seconds: int = 3_600, writers: int = 8, per_write
     print(f"goal: WRU <= {WRU_GOAL} per reserve, <= {WRU_GOAL_REQUEST_ID} with a request id, first to last. WRU: "
           "table + index entries; 'with event' adds the change event's item and its index entries. 'over because "
           "of': items written besides the reservation, booking, guard, request id and event (user / tenant: the "
-          "longest-reservation record of a user's or the tenant's first, or longest yet, reservation). More than 2 "
-          "rounds: the first reserve of a resource in a fresh process reads again once it learns the resource's "
-          "shape.")
+          "longest-reservation record of a user's or the tenant's first, or longest yet, reservation). Rounds: 2 "
+          "while the slot's guard lists its bookings (up to 8), 3 once it is dense (the bookings around the "
+          "window are then read after the guard); the first reserve of a resource in a fresh process also reads "
+          "again once it learns the resource's shape.")
     c = concurrent
     print(f"(c) {c['writers']} concurrent writers, disjoint hours of one resource (moto in process, one call at a "
           f"time): {c['made']} of {c['reserves']} made, {c['aborted']} aborted, {c['other_failures']} other "

@@ -9,10 +9,12 @@ cover it.
 
 Resources (times around BASE, a UTC midnight):
   busy      undefined (default shape: 5-day guard slots); 300 one-hour bookings back to back up to
-            BASE and 300 from BASE + 15 days: the reserves land in the hole between them, next to
-            bookings.
+            HOLE (BASE + 2 days) and 300 from HOLE + 15 days: the reserves land in the hole between them,
+            next to bookings, in a 5-day slot that already holds 48 bookings (its guard is dense: it
+            lists no more, and a reserve reads the bookings around its window after it).
   busy-1h   defined with max_duration 1 h (1-hour guard slots); 300 half-hour bookings up to BASE and
-            300 from BASE + 1 day. other-1h: the same, the target of a move to another resource.
+            300 from BASE + 1 day; a 1-hour guard lists the few bookings of its hour, so a reserve decides
+            on one read. other-1h: the same, the target of a move to another resource.
   lot       a pool of 100 spaces, 15-minute step; 2-hour bookings filling it to 90% for a day on
             each side of BASE.
 Reads run over the same resources (busy-1h's window holds 20 bookings a day).
@@ -47,14 +49,15 @@ from .common import (
 )
 
 BASE = 1_900_800_000  # 2030-03-28T00:00Z: a UTC midnight and the first instant of a 5-day slot
+HOLE = BASE + 2 * DAY_S  # busy's free time: its 5-day slot [BASE, BASE + 5 days) holds 48 bookings before it
 LOT_CAPACITY = 100
 # 2-hour bookings starting every 15 minutes, 11 or 12 at each start: 90 units in use in every cell
 LOT_STARTS = (12, 11, 11, 11, 12, 11, 11, 11)
 
 
 def _populate(client, api, around: int = 300, lot_hours: int = 24) -> None:
-    busy = bookings("busy", around, BASE - around * HOUR_S, HOUR_S, users=20) + \
-        bookings("busy", around, BASE + 15 * DAY_S, HOUR_S, users=20)
+    busy = bookings("busy", around, HOLE - around * HOUR_S, HOUR_S, users=20) + \
+        bookings("busy", around, HOLE + 15 * DAY_S, HOUR_S, users=20)
     items = bulk.items_of(busy)
     for resource_id in ("busy-1h", "other-1h"):
         define(api, resource_id, max_duration=HOUR_S)
@@ -75,7 +78,7 @@ def _populate(client, api, around: int = 300, lot_hours: int = 24) -> None:
         define(api, f"room-{n:02}", max_duration=HOUR_S, labels={"floor": "1"})
 
 
-def _scenarios(api) -> list:
+def _scenarios(api, around: int) -> list:
     """(section, name, call, cleanup): the call is measured; cleanup (unmetered) leaves the table ready
     for the next one."""
     made = {}
@@ -109,18 +112,19 @@ def _scenarios(api) -> list:
             resource_id="other-1h"), CONTEXT)),
         ("cancel", cancelling("r")),
     ]
-    rows = [("busy-1h: defined, max_duration 1 h (1-hour guard slots), 600 bookings around", *row)
-            for row in exclusive_1h]
+    rows = [(f"busy-1h: defined, max_duration 1 h (1-hour guard slots, listing their bookings), {2 * around} "
+             "bookings around", *row) for row in exclusive_1h]
     undefined = [
-        ("reserve 1 h", reserving("u", "busy", BASE, BASE + HOUR_S)),
-        ("reserve 1 h + request id", reserving("v", "busy", BASE + 2 * HOUR_S, BASE + 3 * HOUR_S, request_id=True),
+        ("reserve 1 h", reserving("u", "busy", HOLE, HOLE + HOUR_S)),
+        ("reserve 1 h + request id", reserving("v", "busy", HOLE + 2 * HOUR_S, HOLE + 3 * HOUR_S, request_id=True),
          cancelling("v")),
-        ("reserve 1 day", reserving("d", "busy", BASE + 2 * DAY_S, BASE + 3 * DAY_S), cancelling("d")),
-        ("reserve 14 days", reserving("f", "busy", BASE + 12 * HOUR_S, BASE + 12 * HOUR_S + 14 * DAY_S)),
+        ("reserve 1 day", reserving("d", "busy", HOLE + DAY_S, HOLE + 2 * DAY_S), cancelling("d")),
+        ("reserve 14 days", reserving("f", "busy", HOLE + 12 * HOUR_S, HOLE + 12 * HOUR_S + 14 * DAY_S)),
         ("cancel (1 h)", cancelling("u")),
         ("cancel (14 days)", cancelling("f")),
     ]
-    rows += [("busy: undefined (5-day guard slots), 600 bookings around", *row) for row in undefined]
+    rows += [("busy: undefined (5-day guard slots, dense: 48 bookings in the slot of the window), "
+              f"{2 * around} bookings around", *row) for row in undefined]
     pool = [
         ("reserve 2 h, 1 space", reserving("p", "lot", BASE + 10 * HOUR_S, BASE + 12 * HOUR_S)),
         ("cancel", cancelling("p")),
@@ -162,7 +166,7 @@ def run(around: int = 300, lot_hours: int = 24) -> dict:
     with moto_table() as client:
         api = default_api()
         _populate(client, api, around, lot_hours)
-        scenarios = _scenarios(api)
+        scenarios = _scenarios(api, around)
         for _, _, call, cleanup in scenarios:  # warm-up: every kind of call once
             call()
             if cleanup:

@@ -111,24 +111,44 @@ def _reserve_burst(url: str, count: int) -> float:
     return CLIENTS * per_client / (time.perf_counter() - began)
 
 
+LOADERS = 4  # clients loading at once: their botocore work overlaps the server's
+
+
 def _load(server: LocalServer, count: int) -> list:
     """Bulk-load `count` reservations (100 back to back per resource); returns their ids."""
-    dynamodb, ids = server.dynamodb(), []
-    for first in range(0, count, PER_LOADED_RESOURCE):
-        resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
-        bookings = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
-        bulk.load(dynamodb, server.table, bulk.items_of(bookings))
-        ids += [reservation.id for reservation in reservations]
-    return ids
+    starts = list(range(0, count, PER_LOADED_RESOURCE))
+
+    def loader(number: int) -> list:
+        dynamodb, ids = server.dynamodb(), []
+        for first in starts[number::LOADERS]:
+            resource, size = f"loaded-{first // PER_LOADED_RESOURCE}", min(PER_LOADED_RESOURCE, count - first)
+            bookings = bulk.back_to_back(resource, size, LOAD_EPOCH_NS, 3600 * 10**9, users=10)
+            bulk.load(dynamodb, server.table, bulk.items_of(bookings))
+            ids += [booking.reservation.id for booking in bookings]
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(LOADERS) as pool:
+        return [reservation_id for ids in pool.map(loader, range(LOADERS)) for reservation_id in ids]
+
+
+def _items(server: LocalServer) -> int:
+    """How many items the embedded table holds (a COUNT scan)."""
+    dynamodb, count, arguments = server.dynamodb(), 0, {"TableName": server.table, "Select": "COUNT"}
+    while True:
+        answer = dynamodb.scan(**arguments)
+        count += answer["Count"]
+        if "LastEvaluatedKey" not in answer:
+            return count
+        arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
 
 def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> dict:
     server, fresh = LocalServer(), None
     try:
         pid = server.process.pid
-        rss_start = rss_mib(pid)
+        rss_start, items_start = rss_mib(pid), _items(server)
         per_second = _reserve_burst(server.url, reserves)
-        rss_after = rss_mib(pid)
+        rss_after, items_after = rss_mib(pid), _items(server)
         began = time.perf_counter()
         ids = _load(server, loaded)
         load_s = time.perf_counter() - began
@@ -146,6 +166,7 @@ def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> di
             fresh.stop()
     result = {"empty": empty, "loaded": full, "rss_start_mib": rss_start, "rss_after_reserves_mib": rss_after,
               "rss_growth_mib": rss_after - rss_start, "rss_loaded_mib": rss_loaded, "reserves": reserves,
+              "items_written": items_after - items_start,
               "reserves_per_second": per_second, "load_seconds": load_s, "stop_seconds": stop_s,
               "reserve_ratio": full["reserve_ms"] / empty["reserve_ms"], "get_ratio": full["get_ms"] / empty["get_ms"]}
     print(f"{'table':>22} | {'reserve p50 ms':>14} | {'get p50 ms':>10}")
@@ -156,6 +177,9 @@ def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> di
     print(f"RSS (server + embedded DynamoDB): {rss_start:.0f} MiB at start, {rss_after:.0f} MiB after {reserves:,} "
           f"reserves (+{result['rss_growth_mib']:.0f} MiB, goal <= 150; {per_second:.0f} reserves/s by {CLIENTS} "
           f"clients), {rss_loaded:.0f} MiB with {loaded:,} more loaded")
+    added = result["items_written"]
+    print(f"the {reserves:,} reserves left {added:,} more items in the table (reservation, booking, change event, "
+          f"guards, user records): {result['rss_growth_mib'] * 1024 / max(1, added):.1f} KiB of RSS per item held")
     print(f"stopped (SIGTERM) with everything loaded: exited in {stop_s:.2f} s (goal <= 5)")
     return result
 

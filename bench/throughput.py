@@ -13,6 +13,7 @@ request id; calls that still fail are counted. Issue 10's goal: 8 distinct resou
 import argparse
 import concurrent.futures
 import datetime
+import os
 import threading
 import time
 import uuid
@@ -21,6 +22,24 @@ from harness.local_server import LocalServer
 from rsvp.client import ReservationClient, ReservationError
 
 CLIENTS = 8
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(root: int) -> dict:
+    """CPU seconds used so far by the server (devserver.serve) and by its embedded DynamoDB child."""
+    from .embedded import _processes
+
+    used = {"server": 0.0, "embedded DynamoDB": 0.0}
+    for pid in _processes(root):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                name = "embedded DynamoDB" if b"devserver.dynamodb" in cmdline.read() else "server"
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            used[name] += (int(fields[11]) + int(fields[12])) / TICKS
+        except (OSError, IndexError, ValueError):
+            continue
+    return used
 
 
 def _burst(url: str, per_client: int, hot: bool, hot_resource: str = "") -> tuple:
@@ -54,7 +73,12 @@ def run(per_client: int = 25, server: LocalServer = None) -> dict:
     own = server is None
     server = server or LocalServer()
     try:
+        before, clients_before = _cpu_seconds(server.process.pid), time.process_time()
         distinct, distinct_failed = _burst(server.url, per_client, hot=False)
+        after, clients_after = _cpu_seconds(server.process.pid), time.process_time()
+        made = CLIENTS * per_client - distinct_failed
+        cpu_ms = {name: (after[name] - before[name]) * 1000 / max(1, made) for name in after}
+        cpu_ms["clients (this process)"] = (clients_after - clients_before) * 1000 / max(1, made)
         hot, hot_failed = _burst(server.url, per_client, hot=True)
         sized_resource = f"hot-1h-{uuid.uuid4().hex[:6]}"
         ReservationClient(server.url).define_resource(sized_resource, max_duration=datetime.timedelta(hours=1))
@@ -70,8 +94,11 @@ def run(per_client: int = 25, server: LocalServer = None) -> dict:
     print(f"  1 hot resource, max_duration 1 h          {sized:5.0f}/s ({sized_failed} failed)  "
           f"ratio to distinct {sized / distinct:.2f}")
     print("  (the embedded DynamoDB applies one call at a time, in its own process)")
+    print("  CPU per reserve during the distinct-resources run: "
+          + ", ".join(f"{name} {value:.1f} ms" for name, value in cpu_ms.items())
+          + f" ({os.cpu_count()} cores, shared)")
     return {"distinct_per_second": distinct, "hot_per_second": hot, "sized_per_second": sized,
-            "failed": distinct_failed + hot_failed + sized_failed}
+            "failed": distinct_failed + hot_failed + sized_failed, "cpu_ms": cpu_ms}
 
 
 if __name__ == "__main__":

@@ -47,11 +47,10 @@ def test_handler_overhead():
 
 def test_dynamodb_cost(capsys):
     costs = dynamodb_cost.run(around=20, lot_hours=3)
-    section = "busy-1h: defined, max_duration 1 h (1-hour guard slots), 600 bookings around"
-    reserve = costs[f"{section}: reserve 1 h"]
-    assert reserve["rounds"] == 2 and reserve["wru_index"] > 0 and reserve["event_wru"] > 0
-    assert costs[f"{section}: reserve 1 h + request id"]["wru"] > reserve["wru"]
-    assert costs[f"{section}: get"]["rounds"] == 1 and costs[f"{section}: get"]["wru"] == 0
+    reserve = costs["reserve 1 h"]  # the last section of that name: busy, dense
+    assert reserve["rounds"] >= 2 and reserve["wru_index"] > 0 and reserve["event_wru"] > 0
+    assert costs["reserve 1 h + request id"]["wru"] > reserve["wru"]
+    assert costs["get"]["rounds"] == 1 and costs["get"]["wru"] == 0
     assert all(row["usd_per_million"] > 3.70 for row in costs.values())  # API Gateway + Lambda at least
     assert "change event's own cost" in capsys.readouterr().out
 
