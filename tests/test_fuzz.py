@@ -12,6 +12,7 @@ string, the right query's digest around a position the service never makes).
 About 3,000 drawn requests, 2,400 of random bytes and 300 forged tokens in the ci profile;
 HYPOTHESIS_PROFILE=large (see docs/testing.md) runs ten times as many.
 """
+
 import base64
 import hashlib
 import hmac
@@ -44,10 +45,17 @@ from tests.helpers import PATH, stamp
 from tests.hypothesis_profiles import SCALE
 
 # what a caller's own bad input may get; internal/unavailable/unknown would mean we broke
-CALLER_CODES = {"invalid_argument", "not_found", "failed_precondition", "already_exists", "unimplemented",
-                "out_of_range", "permission_denied"}
+CALLER_CODES = {
+    "invalid_argument",
+    "not_found",
+    "failed_precondition",
+    "already_exists",
+    "unimplemented",
+    "out_of_range",
+    "permission_denied",
+}
 STREAMING = sorted(name for name, method in METHODS.items() if method.server_streaming)
-METHOD_NAMES = sorted(METHODS) + ["nope", "Reserve", "reserve%00"]
+METHOD_NAMES = [*sorted(METHODS), "nope", "Reserve", "reserve%00"]
 UNARY_TYPES = ["application/proto", "application/json", "application/json; charset=utf-8"]
 STREAM_TYPES = ["application/connect+proto", "application/connect+json"]
 OTHER_TYPES = ["text/plain", "application/grpc", ""]
@@ -56,19 +64,55 @@ SECRET = LOCAL_ENVIRONMENT["PAGE_TOKEN_SECRET"]
 # What must never reach a caller: AWS error text (botocore's exception names and phrasing, DynamoDB's
 # error codes and request words), the tables, indexes and item keys, the page-token key, tracebacks
 # and paths of our own code.
-LEAK_MARKERS = sorted({
-    "Traceback", 'File "', "botocore", "boto3", "moto", "An error occurred (", "when calling the", "amazonaws.com",
-    "chalicelib", "site-packages", str(ROOT), "RSV#", "RES#", "REQ#", "USR#", "EVR#", "TEN#", "G#000", "B#000",
-    layout.BY_USER, layout.BY_TENANT, layout.EVENTS_BY_USER, layout.EVENTS_BY_TENANT, "start_key", "hexp",
-    "ConditionExpression", "TransactItems", "CancellationReasons", "LastEvaluatedKey", "ExclusiveStartKey",
-    "ValidationException", "AccessDeniedException", "UnrecognizedClientException", SECRET,
-    *(stage["environment_variables"]["RESERVATION_TABLE"]
-      for stage in json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"].values()),
-    "my-reservation-local",
-    *(name for name, value in vars(botocore.exceptions).items()
-      if isinstance(value, type) and value.__module__ == "botocore.exceptions"),
-    *(shape.name for shape in botocore.session.get_session().get_service_model("dynamodb").error_shapes),
-})
+LEAK_MARKERS = sorted(
+    {
+        "Traceback",
+        'File "',
+        "botocore",
+        "boto3",
+        "moto",
+        "An error occurred (",
+        "when calling the",
+        "amazonaws.com",
+        "chalicelib",
+        "site-packages",
+        str(ROOT),
+        "RSV#",
+        "RES#",
+        "REQ#",
+        "USR#",
+        "EVR#",
+        "TEN#",
+        "G#000",
+        "B#000",
+        layout.BY_USER,
+        layout.BY_TENANT,
+        layout.EVENTS_BY_USER,
+        layout.EVENTS_BY_TENANT,
+        "start_key",
+        "hexp",
+        "ConditionExpression",
+        "TransactItems",
+        "CancellationReasons",
+        "LastEvaluatedKey",
+        "ExclusiveStartKey",
+        "ValidationException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        SECRET,
+        *(
+            stage["environment_variables"]["RESERVATION_TABLE"]
+            for stage in json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"].values()
+        ),
+        "my-reservation-local",
+        *(
+            name
+            for name, value in vars(botocore.exceptions).items()
+            if isinstance(value, type) and value.__module__ == "botocore.exceptions"
+        ),
+        *(shape.name for shape in botocore.session.get_session().get_service_model("dynamodb").error_shapes),
+    }
+)
 
 
 def leaks(message: str, sent: bytes) -> list:
@@ -84,7 +128,7 @@ def leaks(message: str, sent: bytes) -> list:
 class Fuzzed:
     """The Chalice app in process over moto (the dev stage's environment), seeded, with real tokens."""
 
-    WRITES = {"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+    WRITES = frozenset({"TransactWriteItems", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"})
 
     def __init__(self, client: Client, dynamodb):
         self.client, self.dynamodb = client, dynamodb
@@ -114,22 +158,38 @@ class Fuzzed:
     def seed(self) -> None:
         step = pb.Resource().step
         step.FromSeconds(900)
-        self.call("define_resource", pb.DefineResourceRequest(resource=pb.Resource(
-            id="lot-1", capacity=3, step=step, labels={"kind": "lot"})))
+        self.call(
+            "define_resource",
+            pb.DefineResourceRequest(resource=pb.Resource(id="lot-1", capacity=3, step=step, labels={"kind": "lot"})),
+        )
         self.call("define_resource", pb.DefineResourceRequest(resource=pb.Resource(id="room-1", name="Room 1")))
         for number in range(3):
-            made = self.call("reserve", pb.ReserveRequest(reservation=pb.Reservation(
-                resource_id="room-1", user_id="alice", start=stamp(60 * number), end=stamp(60 * number + 30))))
+            made = self.call(
+                "reserve",
+                pb.ReserveRequest(
+                    reservation=pb.Reservation(
+                        resource_id="room-1", user_id="alice", start=stamp(60 * number), end=stamp(60 * number + 30)
+                    )
+                ),
+            )
             self.ids.append(made.reservation.id)
-        self.call("reserve", pb.ReserveRequest(reservation=pb.Reservation(
-            resource_id="lot-1", user_id="bob", start=stamp(0), end=stamp(60), units=2)))
+        self.call(
+            "reserve",
+            pb.ReserveRequest(
+                reservation=pb.Reservation(resource_id="lot-1", user_id="bob", start=stamp(0), end=stamp(60), units=2)
+            ),
+        )
         self.tokens = {
-            "filter": self.call("filter", pb.FilterRequest(query=pb.QueryRequest(
-                resource_id="room-1", page_size=1))).next_page_token,
+            "filter": self.call(
+                "filter", pb.FilterRequest(query=pb.QueryRequest(resource_id="room-1", page_size=1))
+            ).next_page_token,
             "list_resources": self.call("list_resources", pb.ListResourcesRequest(page_size=1)).next_page_token,
-            "find_slots": self.call("find_slots", pb.FindSlotsRequest(
-                resource_ids=["room-1"], start=stamp(0), end=stamp(600), duration={"seconds": 1800},
-                limit=1)).next_page_token,
+            "find_slots": self.call(
+                "find_slots",
+                pb.FindSlotsRequest(
+                    resource_ids=["room-1"], start=stamp(0), end=stamp(600), duration={"seconds": 1800}, limit=1
+                ),
+            ).next_page_token,
             "changes": self.call("changes", pb.ChangesRequest(page_size=1)).cursor,
         }
         assert all(self.tokens.values()), self.tokens
@@ -153,23 +213,42 @@ def fuzzed():
 # ---- requests drawn from the descriptors ---------------------------------------------------------------
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
-    ["", "room-1", "lot-1", "alice", "\x00", "\u202e", "Room-x-\u00e9", "Room-x-e\u0301", " room-1", "ｒoom",
-     "😀" * 40, "a" * 129, "a" * 5000, "RSV#x", "T#t#RES#room-1", "00000000-0000-4000-8000-000000000000",
-     "default", "t2"])
-INT_RANGES = {FieldDescriptor.TYPE_INT32: (-2**31, 2**31 - 1), FieldDescriptor.TYPE_INT64: (-2**63, 2**63 - 1)}
-seconds = st.integers(min_value=-2**63, max_value=2**63 - 1) | st.sampled_from(
-    [-62135596800, -62135596801, 253402300799, 253402300800, 0, 1_795_000_000, 1_796_083_200, 315_576_000_001])
+    [
+        "",
+        "room-1",
+        "lot-1",
+        "alice",
+        "\x00",
+        "\u202e",
+        "Room-x-\u00e9",
+        "Room-x-e\u0301",
+        " room-1",
+        "ｒoom",
+        "😀" * 40,
+        "a" * 129,
+        "a" * 5000,
+        "RSV#x",
+        "T#t#RES#room-1",
+        "00000000-0000-4000-8000-000000000000",
+        "default",
+        "t2",
+    ]
+)
+INT_RANGES = {FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1)}
+seconds = st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.sampled_from(
+    [-62135596800, -62135596801, 253402300799, 253402300800, 0, 1_795_000_000, 1_796_083_200, 315_576_000_001]
+)
 SEEDED_DAY = stamp(0).seconds
-nanos = st.integers(min_value=-2**31, max_value=2**31 - 1) | st.sampled_from([0, 999_999_999, 1_000_000_000, -1])
+nanos = st.integers(min_value=-(2**31), max_value=2**31 - 1) | st.sampled_from([0, 999_999_999, 1_000_000_000, -1])
 
 
 def _mangled(token: str, draw) -> str:
     how = draw(st.sampled_from(["as is", "truncated", "changed", "appended"]))
     if how == "truncated":
-        return token[:draw(st.integers(0, len(token) - 1))]
+        return token[: draw(st.integers(0, len(token) - 1))]
     if how == "changed":
         at = draw(st.integers(0, len(token) - 1))
-        return token[:at] + draw(st.sampled_from("AZaz09-_=+/.")) + token[at + 1:]
+        return token[:at] + draw(st.sampled_from("AZaz09-_=+/.")) + token[at + 1 :]
     if how == "appended":
         return token + draw(st.sampled_from(["A", "==", "x" * 50, "\x00"]))
     return token
@@ -181,9 +260,24 @@ def sign(payload: bytes) -> str:
     return base64.urlsafe_b64encode(mac + payload).decode().rstrip("=")
 
 
-GARBAGE_PAYLOADS = st.binary(max_size=60) | st.sampled_from([
-    b"", b"null", b"[]", b'"p"', b"{}", b'{"p": 1, "q": "x"}', b'{"p": ["a"], "q": "x"}', b'{"p": null, "q": "x"}',
-    b'{"p": {"a": 1}, "q": "x"}', b'{"p": "x"}', b'{"q": "x"}', b'{"p": "x", "q": 7}', b"\xff\xfe{", b'{"p": "x", '])
+GARBAGE_PAYLOADS = st.binary(max_size=60) | st.sampled_from(
+    [
+        b"",
+        b"null",
+        b"[]",
+        b'"p"',
+        b"{}",
+        b'{"p": 1, "q": "x"}',
+        b'{"p": ["a"], "q": "x"}',
+        b'{"p": null, "q": "x"}',
+        b'{"p": {"a": 1}, "q": "x"}',
+        b'{"p": "x"}',
+        b'{"q": "x"}',
+        b'{"p": "x", "q": 7}',
+        b"\xff\xfe{",
+        b'{"p": "x", ',
+    ]
+)
 
 
 @st.composite
@@ -205,11 +299,18 @@ RESOURCE_IDS = ["room-1", "lot-1", "room-9", "lot-9"]
 def often(draw) -> bool:
     """True five times in six (hypothesis leans to the first choice, and shrinks towards it)."""
     return draw(st.sampled_from([True] * 5 + [False]))
+
+
 PLAUSIBLE = {  # field name -> values that get a request past validation, into the rules and storage
-    "resource_id": st.sampled_from(RESOURCE_IDS), "user_id": st.sampled_from(["alice", "bob", "carol"]),
-    "note": st.sampled_from(["", "n", "x" * 10]), "name": st.sampled_from(["", "Lot 9"]),
-    "request_id": st.sampled_from(["", "r1", "r2"]), "page_size": st.integers(0, 5), "limit": st.integers(0, 5),
-    "units": st.integers(0, 2) | st.integers(0, 4), "capacity": st.integers(0, 4),
+    "resource_id": st.sampled_from(RESOURCE_IDS),
+    "user_id": st.sampled_from(["alice", "bob", "carol"]),
+    "note": st.sampled_from(["", "n", "x" * 10]),
+    "name": st.sampled_from(["", "Lot 9"]),
+    "request_id": st.sampled_from(["", "r1", "r2"]),
+    "page_size": st.integers(0, 5),
+    "limit": st.integers(0, 5),
+    "units": st.integers(0, 2) | st.integers(0, 4),
+    "capacity": st.integers(0, 4),
     "status": st.sampled_from([0, 0, 1, 2, 2, 3, 4]),
     "time_zone": st.sampled_from(["", "Europe/Paris"]),
 }
@@ -253,7 +354,9 @@ def _value(field, draw, real: dict, depth: int, plausible: bool = False, contain
     if field.type == FieldDescriptor.TYPE_BOOL:
         return draw(st.booleans())
     if field.type == FieldDescriptor.TYPE_ENUM:
-        return draw(st.sampled_from([value.number for value in field.enum_type.values]) | st.integers(-2**31, 2**31 - 1))
+        return draw(
+            st.sampled_from([value.number for value in field.enum_type.values]) | st.integers(-(2**31), 2**31 - 1)
+        )
     low, high = INT_RANGES[field.type]
     return draw(st.integers(low, high) | st.sampled_from([0, 1, 2, 3, -1, 100, 1000, 1001, 1_000_001]))
 
@@ -262,16 +365,23 @@ def _message_values(descriptor, draw, real: dict, depth: int, plausible: bool = 
     """Field name -> value (Timestamps and Durations as raw seconds and nanos) for some fields."""
     if descriptor.full_name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
         if draw(st.booleans()):  # mostly near the seeded data, so that requests get past validation
-            return {"seconds": SEEDED_DAY + draw(st.integers(-86400, 86400 * 3)) // 900 * 900
-                    if descriptor.name == "Timestamp" else draw(st.sampled_from([0, 900, 1800, 3600, 86400]))}
+            return {
+                "seconds": SEEDED_DAY + draw(st.integers(-86400, 86400 * 3)) // 900 * 900
+                if descriptor.name == "Timestamp"
+                else draw(st.sampled_from([0, 900, 1800, 3600, 86400]))
+            }
         return {"seconds": draw(seconds), "nanos": draw(nanos)}
     values = {}
     for field in descriptor.fields:
         if plausible and field.name in ("expires_at", "hold_for", "min_notice", "max_advance") and often(draw):
             continue  # what a valid-looking request mostly leaves out
-        wanted = (field.message_type is not None and field.message_type.name not in ("Duration",)) or \
-            field.name in ("user_id", "resource_id", "id", "duration") or often(draw) \
-            if plausible else draw(st.booleans())
+        wanted = (
+            (field.message_type is not None and field.message_type.name not in ("Duration",))
+            or field.name in ("user_id", "resource_id", "id", "duration")
+            or often(draw)
+            if plausible
+            else draw(st.booleans())
+        )
         if depth > 3 or not wanted:
             continue
         if plausible and field.name in ("labels", "resource_ids") and often(draw):
@@ -282,8 +392,12 @@ def _message_values(descriptor, draw, real: dict, depth: int, plausible: bool = 
             values[field.name] = [_value(field, draw, real, depth) for _ in range(draw(st.integers(0, 3)))]
         else:
             values[field.name] = _value(field, draw, real, depth, plausible, descriptor.name)
-    if plausible and isinstance(values.get("start"), dict) and isinstance(values.get("end"), dict) and \
-            values["end"].get("seconds", 0) <= values["start"].get("seconds", 0):
+    if (
+        plausible
+        and isinstance(values.get("start"), dict)
+        and isinstance(values.get("end"), dict)
+        and values["end"].get("seconds", 0) <= values["start"].get("seconds", 0)
+    ):
         values["end"] = {"seconds": values["start"].get("seconds", 0) + 900 * draw(st.integers(1, 8))}
     return values
 
@@ -324,20 +438,31 @@ def json_bodies(draw, message, mutate: bool = True):
         document = json_format.MessageToDict(message)
     except (json_format.Error, ValueError, TypeError):  # a Timestamp or Duration out of range: not in JSON
         document = {}
-    mutation = draw(st.sampled_from(["none", "duplicate", "numeric enum", "wrong type", "unknown field"])) \
-        if mutate else "none"
+    mutation = (
+        draw(st.sampled_from(["none", "duplicate", "numeric enum", "wrong type", "unknown field"]))
+        if mutate
+        else "none"
+    )
     descriptor, holder = message.DESCRIPTOR, document
-    nested = [field for field in descriptor.fields if field.json_name in document and field.message_type is not None
-              and not field.message_type.full_name.startswith("google.protobuf.")
-              and not field.message_type.GetOptions().map_entry]
+    nested = [
+        field
+        for field in descriptor.fields
+        if field.json_name in document
+        and field.message_type is not None
+        and not field.message_type.full_name.startswith("google.protobuf.")
+        and not field.message_type.GetOptions().map_entry
+    ]
     if nested and draw(st.booleans()):  # mutate inside reservation / query / resource
         field = draw(st.sampled_from(nested))
         descriptor, holder = field.message_type, document[field.json_name]
     if mutation == "duplicate":
         field = draw(st.sampled_from(list(descriptor.fields)))
         value = holder.get(field.json_name, draw(st.sampled_from(["x", 1, True])))
-        names = draw(st.sampled_from([(field.name, field.name), (field.json_name, field.json_name),
-                                      (field.name, field.json_name)]))
+        names = draw(
+            st.sampled_from(
+                [(field.name, field.name), (field.json_name, field.json_name), (field.name, field.json_name)]
+            )
+        )
         pairs = [(key, json.dumps(item)) for key, item in holder.items() if key != field.json_name]
         pairs += [(names[0], json.dumps(value)), (names[1], json.dumps(value))]
         text = _pairs_text(pairs)
@@ -367,19 +492,24 @@ def requests(draw, real: dict):
     method = draw(st.sampled_from(METHOD_NAMES))
     streaming = method in STREAMING
     family = STREAM_TYPES if streaming else UNARY_TYPES
-    content_type = draw(st.sampled_from(family) if draw(st.integers(0, 4)) else st.sampled_from(
-        UNARY_TYPES + STREAM_TYPES + OTHER_TYPES))
+    content_type = draw(
+        st.sampled_from(family)
+        if draw(st.integers(0, 4))
+        else st.sampled_from(UNARY_TYPES + STREAM_TYPES + OTHER_TYPES)
+    )
     kind = draw(st.sampled_from(["plausible"] * 3 + ["message", "message", "truncated", "garbage"]))
     surely_refused = False
     if method in METHODS and kind != "garbage":
-        message = build(METHODS[method].request_type(), _message_values(
-            METHODS[method].request_type.DESCRIPTOR, draw, real, 0, plausible=kind == "plausible"))
+        message = build(
+            METHODS[method].request_type(),
+            _message_values(METHODS[method].request_type.DESCRIPTOR, draw, real, 0, plausible=kind == "plausible"),
+        )
         if "json" in content_type:
             body, surely_refused = draw(json_bodies(message, kind != "plausible" or not often(draw)))
         else:
             body = message.SerializeToString()
         if kind == "truncated" and body:
-            body = body[:draw(st.integers(0, len(body) - 1))]
+            body = body[: draw(st.integers(0, len(body) - 1))]
             surely_refused = False
     else:
         body = draw(st.binary(max_size=300))
@@ -387,13 +517,15 @@ def requests(draw, real: dict):
         body = struct.pack(">BI", draw(st.sampled_from([0, 0, 0, 1, 2, 255])), len(body)) + body
     headers = {"content-type": content_type} if content_type else {}
     if draw(st.integers(0, 9)) == 0:
-        headers[draw(st.sampled_from(["x-tenant-id", "x-acting-user"]))] = draw(st.sampled_from(
-            ["t2", "default", "", "T2", "../x", "a" * 80, "alice", "bob"]))
+        headers[draw(st.sampled_from(["x-tenant-id", "x-acting-user"]))] = draw(
+            st.sampled_from(["t2", "default", "", "T2", "../x", "a" * 80, "alice", "bob"])
+        )
     return method, headers, body, surely_refused
 
 
-def _check_answer(fuzzed: Fuzzed, method: str, headers: dict, body: bytes, answer, surely_refused: bool,
-                  scan: bool = True) -> None:
+def _check_answer(
+    fuzzed: Fuzzed, method: str, headers: dict, body: bytes, answer, surely_refused: bool, scan: bool = True
+) -> None:
     sent = method.encode() + body + json.dumps(headers).encode()
     assert answer.status_code < 500, (method, headers, body[:200], answer.status_code, answer.body[:300])
     if answer.headers.get("Content-Type", "").startswith("application/connect+") and answer.status_code == 200:
@@ -420,7 +552,7 @@ def _stream_end(body: bytes) -> dict:
     while offset < len(body):
         flags, length = struct.unpack_from(">BI", body, offset)
         if flags & 0x02:
-            end = json.loads(body[offset + 5:offset + 5 + length])
+            end = json.loads(body[offset + 5 : offset + 5 + length])
         offset += 5 + length
     assert offset == len(body) and end is not None, body[:200]
     return end
@@ -458,9 +590,12 @@ def _duplicates(descriptor, prefix=()):
     """(path to the holding object, field) for every field of a request, nested messages included."""
     for field in descriptor.fields:
         yield prefix, field
-        if field.message_type is not None and not field.message_type.GetOptions().map_entry and \
-                not field.message_type.full_name.startswith("google.protobuf."):
-            yield from _duplicates(field.message_type, prefix + (field.json_name,))
+        if (
+            field.message_type is not None
+            and not field.message_type.GetOptions().map_entry
+            and not field.message_type.full_name.startswith("google.protobuf.")
+        ):
+            yield from _duplicates(field.message_type, (*prefix, field.json_name))
 
 
 def _sample(field):
@@ -470,8 +605,9 @@ def _sample(field):
         return {"Timestamp": "2026-12-01T00:00:00Z", "Duration": "60s"}.get(field.message_type.name, {})
     if field.is_repeated:
         return ["room-1"]
-    return {FieldDescriptor.TYPE_STRING: "room-1", FieldDescriptor.TYPE_BOOL: True,
-            FieldDescriptor.TYPE_ENUM: 1}.get(field.type, 1)
+    return {FieldDescriptor.TYPE_STRING: "room-1", FieldDescriptor.TYPE_BOOL: True, FieldDescriptor.TYPE_ENUM: 1}.get(
+        field.type, 1
+    )
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -479,8 +615,11 @@ def test_a_field_given_twice_in_json_is_invalid_argument(fuzzed, method):
     streaming = method in STREAMING
     headers = {"content-type": "application/connect+json" if streaming else "application/json"}
     for path, field in _duplicates(METHODS[method].request_type.DESCRIPTOR):
-        for first, second in {(field.name, field.name), (field.json_name, field.json_name),
-                              (field.name, field.json_name)}:
+        for first, second in {
+            (field.name, field.name),
+            (field.json_name, field.json_name),
+            (field.name, field.json_name),
+        }:
             value = json.dumps(_sample(field))
             text = _pairs_text([(first, value), (second, value)])
             for key in reversed(path):
@@ -499,27 +638,58 @@ def test_a_field_given_twice_in_json_is_invalid_argument(fuzzed, method):
 START, END = stamp(0), stamp(600)
 # Each RPC with a token, the request it is sent in, and the digest that request's tokens carry.
 TOKEN_CALLS = {
-    "filter": (lambda token: pb.FilterRequest(query=pb.QueryRequest(resource_id="room-1", page_size=1,
-                                                                    page_token=token)),
-               lambda: QuerySpec("default", resource_id="room-1", status=Status.UNKNOWN).digest()),
-    "Query": (lambda token: pb.QueryRequest(user_id="alice", page_size=1, page_token=token),
-              lambda: QuerySpec("default", user_id="alice", status=Status.UNKNOWN).digest()),
-    "list_resources": (lambda token: pb.ListResourcesRequest(page_size=1, page_token=token),
-                       lambda: paging.query_digest("resources", "default", [])),
-    "find_slots": (lambda token: pb.FindSlotsRequest(resource_ids=["room-1"], start=START, end=END,
-                                                     duration={"seconds": 1800}, limit=1, page_token=token),
-                   lambda: paging.query_digest("slots", "default", ["room-1"], [], START.ToNanoseconds(),
-                                               END.ToNanoseconds(), 1800 * 10**9, 1)),
+    "filter": (
+        lambda token: pb.FilterRequest(query=pb.QueryRequest(resource_id="room-1", page_size=1, page_token=token)),
+        lambda: QuerySpec("default", resource_id="room-1", status=Status.UNKNOWN).digest(),
+    ),
+    "Query": (
+        lambda token: pb.QueryRequest(user_id="alice", page_size=1, page_token=token),
+        lambda: QuerySpec("default", user_id="alice", status=Status.UNKNOWN).digest(),
+    ),
+    "list_resources": (
+        lambda token: pb.ListResourcesRequest(page_size=1, page_token=token),
+        lambda: paging.query_digest("resources", "default", []),
+    ),
+    "find_slots": (
+        lambda token: pb.FindSlotsRequest(
+            resource_ids=["room-1"], start=START, end=END, duration={"seconds": 1800}, limit=1, page_token=token
+        ),
+        lambda: paging.query_digest(
+            "slots", "default", ["room-1"], [], START.ToNanoseconds(), END.ToNanoseconds(), 1800 * 10**9, 1
+        ),
+    ),
     "changes": (lambda token: pb.ChangesRequest(after=token, page_size=1), lambda: feed_digest(Scope("default"))),
-    "listen": (lambda token: pb.ListenRequest(resource_id="room-1", after=token),
-               lambda: feed_digest(Scope("default", "room-1"))),
+    "listen": (
+        lambda token: pb.ListenRequest(resource_id="room-1", after=token),
+        lambda: feed_digest(Scope("default", "room-1")),
+    ),
 }
 # the positions each RPC's tokens hold (list_resources: any resource id)
 SHAPES = {"find_slots": SLOT_POSITION, "list_resources": None}
-POSITIONS = st.text(max_size=40) | st.sampled_from([
-    "", "x", "-1", "1e3", " 1", "0" * 21, "0" * 20, "0" * 22, "9" * 21, "0" * 21 + "#", "0" * 21 + "#x",
-    "0" * 21 + "#x\n", "\u0663" * 21, "\u0663" * 21 + "#x", "0" * 21 + "#" + "a" * 5000, "abc#def",
-    "99999999999999999999999999999#x", "-" + "9" * 21, "00000000000000000000a", "\x00" * 21])
+POSITIONS = st.text(max_size=40) | st.sampled_from(
+    [
+        "",
+        "x",
+        "-1",
+        "1e3",
+        " 1",
+        "0" * 21,
+        "0" * 20,
+        "0" * 22,
+        "9" * 21,
+        "0" * 21 + "#",
+        "0" * 21 + "#x",
+        "0" * 21 + "#x\n",
+        "\u0663" * 21,
+        "\u0663" * 21 + "#x",
+        "0" * 21 + "#" + "a" * 5000,
+        "abc#def",
+        "99999999999999999999999999999#x",
+        "-" + "9" * 21,
+        "00000000000000000000a",
+        "\x00" * 21,
+    ]
+)
 
 
 @st.composite
@@ -560,8 +730,11 @@ def test_page_tokens_and_cursors_random_truncated_or_resigned_are_refused_cleanl
     answer = fuzzed.post(method, body, headers)
     _check_answer(fuzzed, method, headers, body, answer, False, scan=False)
     if garbage:  # a payload or position the service never makes: refused as such, never a page
-        error = (_stream_end(answer.body).get("error") if streaming else
-                 (json.loads(answer.body) if answer.status_code != 200 else None))
+        error = (
+            _stream_end(answer.body).get("error")
+            if streaming
+            else (json.loads(answer.body) if answer.status_code != 200 else None)
+        )
         assert error is not None and error["code"] == "invalid_argument", (method, token, error)
 
 
@@ -569,21 +742,30 @@ def test_page_tokens_and_cursors_random_truncated_or_resigned_are_refused_cleanl
 
 
 @settings(max_examples=200 * SCALE)
-@given(method=st.sampled_from(sorted(METHODS)), tenant=texts | st.sampled_from(["t2", "T2", "t" * 63, "t" * 64]),
-       acting=texts | st.sampled_from(["alice", "bob"]))
+@given(
+    method=st.sampled_from(sorted(METHODS)),
+    tenant=texts | st.sampled_from(["t2", "T2", "t" * 63, "t" * 64]),
+    acting=texts | st.sampled_from(["alice", "bob"]),
+)
 def test_tenant_and_acting_user_headers_of_the_local_server(fuzzed, monkeypatch, method, tenant, acting):
     """With TENANT_SOURCE=header (make serve) any x-tenant-id and x-acting-user is a tenant or a
     clean refusal, through the Connect layer the devserver and Lambda share."""
     monkeypatch.setenv("TENANT_SOURCE", "header")
-    request = {"get": pb.GetRequest(id=fuzzed.ids[0]), "reserve": pb.ReserveRequest(reservation=pb.Reservation(
-        resource_id="room-9", user_id="alice", start=stamp(0), end=stamp(30)))}.get(
-        method, METHODS[method].request_type())
+    request = {
+        "get": pb.GetRequest(id=fuzzed.ids[0]),
+        "reserve": pb.ReserveRequest(
+            reservation=pb.Reservation(resource_id="room-9", user_id="alice", start=stamp(0), end=stamp(30))
+        ),
+    }.get(method, METHODS[method].request_type())
     body = request.SerializeToString()
     streaming = method in STREAMING
     if streaming:
         body = struct.pack(">BI", 0, len(body)) + body
-    headers = {"content-type": "application/connect+proto" if streaming else "application/proto",
-               "x-tenant-id": tenant, "x-acting-user": acting}
+    headers = {
+        "content-type": "application/connect+proto" if streaming else "application/proto",
+        "x-tenant-id": tenant,
+        "x-acting-user": acting,
+    }
     fuzzed.writes_before = fuzzed.writes
     answer = connect.handle(default_api(), method, "POST", headers, body, None)
     assert answer.status < 500, (method, tenant, acting, answer.body[:300])
@@ -602,8 +784,9 @@ def test_tenant_and_acting_user_headers_of_the_local_server(fuzzed, monkeypatch,
 
 def test_a_valid_looking_request_can_still_be_made(fuzzed):
     """The fuzz fixture is a working service: a proper reserve succeeds in it."""
-    request = pb.ReserveRequest(reservation=pb.Reservation(user_id="u", resource_id="fuzz-check",
-                                                           start={"seconds": 10}, end={"seconds": 20}))
+    request = pb.ReserveRequest(
+        reservation=pb.Reservation(user_id="u", resource_id="fuzz-check", start={"seconds": 10}, end={"seconds": 20})
+    )
     answer = fuzzed.post("reserve", request.SerializeToString(), {"content-type": "application/proto"})
     assert answer.status_code == 200 and fuzzed.wrote()  # the write counter sees writes
     fuzzed.rescan()
@@ -616,8 +799,10 @@ def test_the_leak_check_tells_internals_from_an_echo_of_the_caller(fuzzed):
     error = json.loads(answer.body)
     assert error["code"] == "invalid_argument" and "DYNAMODB" in error["message"]
     assert leaks(error["message"], b"cancel" + body) == []
-    aws = ("An error occurred (ConditionalCheckFailedException) when calling the TransactWriteItems operation: "
-           "Transaction cancelled on table my-reservation-dev")
+    aws = (
+        "An error occurred (ConditionalCheckFailedException) when calling the TransactWriteItems operation: "
+        "Transaction cancelled on table my-reservation-dev"
+    )
     assert {"ConditionalCheckFailedException", "my-reservation-dev", "An error occurred ("} <= set(leaks(aws, b""))
     assert leaks('Traceback (most recent call last):\n  File "/x/chalicelib/dynamo.py"', b"") != []
     assert leaks("reservation RSV#abc not found", b'{"id": "abc"}') == ["RSV#"]

@@ -11,9 +11,9 @@ model's final state.
 
 HYPOTHESIS_PROFILE=large runs ten times as many runs of 100 steps each.
 """
+
 import dataclasses
 import uuid
-from typing import Optional
 
 import pytest
 from hypothesis import settings
@@ -35,7 +35,7 @@ from tests.hypothesis_profiles import SCALE
 TENANTS = ["default", "t2"]
 EXCLUSIVE = ["a", "b"]
 POOL, CAPACITY = "p", 3
-RESOURCES = EXCLUSIVE + [POOL]
+RESOURCES = [*EXCLUSIVE, POOL]
 USERS = ["u1", "u2"]
 BASE = stamp(0).ToNanoseconds()  # hour 0 of the model: 2026-12-01T00:00Z
 STEPS = 40 if SCALE == 1 else 100
@@ -75,15 +75,33 @@ class Held:
         return self.start < end and start < self.end
 
     def proto(self) -> pb.Reservation:
-        return reservation_to_proto(Reservation(
-            self.id, self.user, self.resource, Status(self.status), at(self.start), at(self.end), self.note,
-            self.units, self.expires))
+        return reservation_to_proto(
+            Reservation(
+                self.id,
+                self.user,
+                self.resource,
+                Status(self.status),
+                at(self.start),
+                at(self.end),
+                self.note,
+                self.units,
+                self.expires,
+            )
+        )
 
 
 def seen_of(message: pb.Reservation) -> tuple:
     expires = message.expires_at.ToNanoseconds() if message.HasField("expires_at") else 0
-    return (message.resource_id, message.user_id, (message.start.ToNanoseconds() - BASE) // HOUR_NS,
-            (message.end.ToNanoseconds() - BASE) // HOUR_NS, message.status, message.note, message.units, expires)
+    return (
+        message.resource_id,
+        message.user_id,
+        (message.start.ToNanoseconds() - BASE) // HOUR_NS,
+        (message.end.ToNanoseconds() - BASE) // HOUR_NS,
+        message.status,
+        message.note,
+        message.units,
+        expires,
+    )
 
 
 def outcome(call):
@@ -120,8 +138,10 @@ class ReservationMachine(RuleBasedStateMachine):
         step = pb.Resource().step
         step.FromNanoseconds(HOUR_NS)
         for tenant in TENANTS:
-            self.api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
-                id=POOL, capacity=CAPACITY, step=step)), self.context(tenant))
+            self.api.define_resource(
+                pb.DefineResourceRequest(resource=pb.Resource(id=POOL, capacity=CAPACITY, step=step)),
+                self.context(tenant),
+            )
 
     @staticmethod
     def context(tenant: str) -> CallContext:
@@ -136,7 +156,7 @@ class ReservationMachine(RuleBasedStateMachine):
         for held in holds:
             del self.model[tenant][held.id]
 
-    def _place(self, tenant: str, resource: str, start: int, end: int, units: int, moving: str = "") -> Optional[str]:
+    def _place(self, tenant: str, resource: str, start: int, end: int, units: int, moving: str = "") -> str | None:
         """Decide a claim as the service does: None if it fits (expired holds in the way removed),
         else the code it is refused with. Expired holds may be removed even then (more than
         DISPLACE_LIMIT of them are removed in writes of their own first)."""
@@ -154,8 +174,11 @@ class ReservationMachine(RuleBasedStateMachine):
             return "invalid_argument"
 
         def fits(bookings):
-            return all(sum(held.units for held in bookings if held.overlaps(hour, hour + 1)) + units <= CAPACITY
-                       for hour in range(start, end))
+            return all(
+                sum(held.units for held in bookings if held.overlaps(hour, hour + 1)) + units <= CAPACITY
+                for hour in range(start, end)
+            )
+
         if fits(stored):
             return None
         if len(overlapping_expired) > DISPLACE_LIMIT:
@@ -168,19 +191,36 @@ class ReservationMachine(RuleBasedStateMachine):
 
     # ---- rules ------------------------------------------------------------------------------------------
 
-    @rule(target=refs, tenant=st.sampled_from(TENANTS), resource=st.sampled_from(RESOURCES),
-          user=st.sampled_from(USERS), start=st.integers(0, 16), length=st.integers(1, 6),
-          status=st.sampled_from([0, 1, 2, 3]), units=st.integers(0, 3), hold=st.sampled_from([0, 10, 30, 90]),
-          request_id=st.sampled_from(["", "", "r1", "r2"]), mistake=st.sampled_from([False] * 5 + [True]))
+    @rule(
+        target=refs,
+        tenant=st.sampled_from(TENANTS),
+        resource=st.sampled_from(RESOURCES),
+        user=st.sampled_from(USERS),
+        start=st.integers(0, 16),
+        length=st.integers(1, 6),
+        status=st.sampled_from([0, 1, 2, 3]),
+        units=st.integers(0, 3),
+        hold=st.sampled_from([0, 10, 30, 90]),
+        request_id=st.sampled_from(["", "", "r1", "r2"]),
+        mistake=st.sampled_from([False] * 5 + [True]),
+    )
     def reserve(self, tenant, resource, user, start, length, status, units, hold, request_id, mistake=False):
         """`mistake`: keep units > 1 on an exclusive resource and a hold of a CONFIRMED or BLOCKED one."""
         end = start + length
         if not mistake:
             units = units if resource == POOL else 0
             hold = hold if status in (0, 1) else 0
-        request = pb.ReserveRequest(reservation=pb.Reservation(
-            resource_id=resource, user_id=user, start=stamp(start * 60), end=stamp(end * 60), status=status,
-            units=units), request_id=request_id)
+        request = pb.ReserveRequest(
+            reservation=pb.Reservation(
+                resource_id=resource,
+                user_id=user,
+                start=stamp(start * 60),
+                end=stamp(end * 60),
+                status=status,
+                units=units,
+            ),
+            request_id=request_id,
+        )
         effective = Status(status or Status.PENDING)
         if hold:
             request.hold_for.FromNanoseconds(hold * MINUTE_NS)
@@ -202,8 +242,19 @@ class ReservationMachine(RuleBasedStateMachine):
             assert kind == refused, (kind, value, refused)
             return (tenant, str(uuid.uuid4()))
         assert kind == "ok", value
-        held = Held(value.id, tenant, resource, user, start, end, int(effective), "", units or 1,
-                    now + hold * MINUTE_NS if hold else 0, seq=len(self.made))
+        held = Held(
+            value.id,
+            tenant,
+            resource,
+            user,
+            start,
+            end,
+            int(effective),
+            "",
+            units or 1,
+            now + hold * MINUTE_NS if hold else 0,
+            seq=len(self.made),
+        )
         self.made.append(held.id)
         assert seen_of(value) == held.seen(now), (value, held)
         self.model[tenant][held.id] = held
@@ -211,13 +262,19 @@ class ReservationMachine(RuleBasedStateMachine):
             self.requests[tenant][request_id] = (fingerprint, dataclasses.replace(held))
         return (tenant, held.id)
 
-    @rule(target=refs, tenant=st.sampled_from(TENANTS), start=st.integers(0, 5), length=st.integers(1, 3),
-          units=st.integers(1, 3), hold=st.sampled_from([0, 10, 30]))
+    @rule(
+        target=refs,
+        tenant=st.sampled_from(TENANTS),
+        start=st.integers(0, 5),
+        length=st.integers(1, 3),
+        units=st.integers(1, 3),
+        hold=st.sampled_from([0, 10, 30]),
+    )
     def crowd_the_pool(self, tenant, start, length, units, hold):
         """Reserves packed into a few hours of the pool, so that it fills up."""
         return self.reserve(tenant, POOL, "u2", start, length, 1 if hold else 2, units, hold, "")
 
-    def _expect(self, ref, kind, value) -> Optional[Held]:
+    def _expect(self, ref, kind, value) -> Held | None:
         """The model's reservation of `ref` (the answer must be not_found when there is none)."""
         held = self.model[ref[0]].get(ref[1])
         if held is None:
@@ -248,8 +305,12 @@ class ReservationMachine(RuleBasedStateMachine):
         assert kind == "ok" and seen_of(value) == held.seen(self.clock.now), (kind, value, held)
 
     def _live_holds(self) -> list:
-        return [held for tenant in TENANTS for held in self.model[tenant].values()
-                if held.expires and held.status == Status.PENDING and held.expires > self.clock.now]
+        return [
+            held
+            for tenant in TENANTS
+            for held in self.model[tenant].values()
+            if held.expires and held.status == Status.PENDING and held.expires > self.clock.now
+        ]
 
     @precondition(lambda self: self._live_holds())
     @rule(data=st.data(), offset=st.sampled_from([-1, 0, 1]), newcomer_first=st.booleans())
@@ -260,8 +321,9 @@ class ReservationMachine(RuleBasedStateMachine):
         ref = (held.tenant, held.id)
         if newcomer_first:
             self.reserve(held.tenant, held.resource, "u2", held.start, held.end - held.start, 2, held.units, 0, "")
-        kind, value = outcome(lambda: self.api.confirm(pb.ConfirmRequest(id=held.id),
-                                                       self.context(held.tenant)).reservation)
+        kind, value = outcome(
+            lambda: self.api.confirm(pb.ConfirmRequest(id=held.id), self.context(held.tenant)).reservation
+        )
         self._check_confirm(ref, kind, value)
         if not newcomer_first:
             self.reserve(held.tenant, held.resource, "u2", held.start, held.end - held.start, 2, held.units, 0, "")
@@ -272,14 +334,29 @@ class ReservationMachine(RuleBasedStateMachine):
         """Once a hold has expired, a reserve (or a move of another reservation) onto its window."""
         held = data.draw(st.sampled_from(sorted(self._live_holds(), key=lambda h: h.seq)))
         self.clock.now = max(self.clock.now, held.expires)
-        movable = sorted((other for other in self.model[held.tenant].values()
-                          if other.id != held.id and not other.expired(self.clock.now)), key=lambda h: h.seq)
+        movable = sorted(
+            (
+                other
+                for other in self.model[held.tenant].values()
+                if other.id != held.id and not other.expired(self.clock.now)
+            ),
+            key=lambda h: h.seq,
+        )
         if by_move and movable:
             other = data.draw(st.sampled_from(movable))
             self.reschedule((held.tenant, other.id), held.start, held.end - held.start, held.resource)
         else:
-            self.reserve(held.tenant, held.resource, "u1", held.start, held.end - held.start, 2,
-                         units if held.resource == POOL else 0, 0, "")
+            self.reserve(
+                held.tenant,
+                held.resource,
+                "u1",
+                held.start,
+                held.end - held.start,
+                2,
+                units if held.resource == POOL else 0,
+                0,
+                "",
+            )
 
     @rule(ref=refs, status=st.sampled_from([0, 1, 2, 3, 4]), note=st.none() | st.sampled_from(["", "x", "note"]))
     def update(self, ref, status, note):
@@ -309,11 +386,17 @@ class ReservationMachine(RuleBasedStateMachine):
             assert kind == "ok" and seen_of(value) == held.seen(self.clock.now), (kind, value, held)
             del self.model[ref[0]][ref[1]]
 
-    @rule(ref=refs, start=st.integers(0, 16), length=st.integers(1, 6), to=st.sampled_from([""] + RESOURCES))
+    @rule(ref=refs, start=st.integers(0, 16), length=st.integers(1, 6), to=st.sampled_from(["", *RESOURCES]))
     def reschedule(self, ref, start, length, to):
         end = start + length
-        kind, value = outcome(lambda: self.api.reschedule(pb.RescheduleRequest(
-            id=ref[1], start=stamp(start * 60), end=stamp(end * 60), resource_id=to), self.context(ref[0])).reservation)
+        kind, value = outcome(
+            lambda: (
+                self.api.reschedule(
+                    pb.RescheduleRequest(id=ref[1], start=stamp(start * 60), end=stamp(end * 60), resource_id=to),
+                    self.context(ref[0]),
+                ).reservation
+            )
+        )
         held = self._expect(ref, kind, value)
         if held is None:
             return
@@ -343,28 +426,47 @@ class ReservationMachine(RuleBasedStateMachine):
         for held in expired:
             del self.model[held.tenant][held.id]
 
-    @rule(tenant=st.sampled_from(TENANTS), resource=st.none() | st.sampled_from(RESOURCES),
-          user=st.none() | st.sampled_from(USERS), start=st.none() | st.integers(0, 40), length=st.integers(1, 20),
-          status=st.sampled_from([0, 1, 2, 3, 4]), page_size=st.integers(1, 4))
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        resource=st.none() | st.sampled_from(RESOURCES),
+        user=st.none() | st.sampled_from(USERS),
+        start=st.none() | st.integers(0, 40),
+        length=st.integers(1, 20),
+        status=st.sampled_from([0, 1, 2, 3, 4]),
+        page_size=st.integers(1, 4),
+    )
     def query(self, tenant, resource, user, start, length, status, page_size):
         if resource is not None and user is not None:
             user = None  # one of the two
         window = {} if start is None else {"start": stamp(start * 60), "end": stamp((start + length) * 60)}
         seen, token = [], ""
         while True:
-            page = self.api.filter(pb.FilterRequest(query=pb.QueryRequest(
-                resource_id=resource or "", user_id=user or "", status=status, page_size=page_size,
-                page_token=token, **window)), self.context(tenant))
+            page = self.api.filter(
+                pb.FilterRequest(
+                    query=pb.QueryRequest(
+                        resource_id=resource or "",
+                        user_id=user or "",
+                        status=status,
+                        page_size=page_size,
+                        page_token=token,
+                        **window,
+                    )
+                ),
+                self.context(tenant),
+            )
             seen += [(r.id, seen_of(r)) for r in page.reservations]
             token = page.next_page_token
             if not token:
                 break
         now = self.clock.now
         expected = sorted(
-            ((held.start, held.id), (held.id, held.seen(now))) for held in self.model[tenant].values()
-            if (resource is None or held.resource == resource) and (user is None or held.user == user)
+            ((held.start, held.id), (held.id, held.seen(now)))
+            for held in self.model[tenant].values()
+            if (resource is None or held.resource == resource)
+            and (user is None or held.user == user)
             and (status == 0 or held.seen(now)[4] == status)
-            and (start is None or (held.start < start + length and held.end > start)))
+            and (start is None or (held.start < start + length and held.end > start))
+        )
         assert seen == [entry for _, entry in expected]
 
     # ---- after every run ------------------------------------------------------------------------------
@@ -411,8 +513,9 @@ def no_backoff(monkeypatch):
 
 def test_the_service_behaves_like_the_model():
     with moto_table() as dynamodb:
-        run_state_machine_as_test(lambda: ReservationMachine(dynamodb),
-                                  settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS))
+        run_state_machine_as_test(
+            lambda: ReservationMachine(dynamodb), settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
+        )
 
 
 def test_a_long_run_ends_with_a_clean_table_and_a_feed_that_rebuilds_it():
@@ -422,8 +525,19 @@ def test_a_long_run_ends_with_a_clean_table_and_a_feed_that_rebuilds_it():
         try:
             refs = []
             for n in range(36):
-                refs.append(machine.reserve(TENANTS[n % 2], RESOURCES[n % 3], USERS[n % 2], (n * 7) % 30, 1 + n % 5,
-                                            [0, 1, 2][n % 3], n % 3, [0, 30][n % 2], ["", "r1"][n % 4 == 0]))
+                refs.append(
+                    machine.reserve(
+                        TENANTS[n % 2],
+                        RESOURCES[n % 3],
+                        USERS[n % 2],
+                        (n * 7) % 30,
+                        1 + n % 5,
+                        [0, 1, 2][n % 3],
+                        n % 3,
+                        [0, 30][n % 2],
+                        ["", "r1"][n % 4 == 0],
+                    )
+                )
             for ref in refs[::4]:
                 machine.confirm(ref)
             for ref in refs[1::5]:
