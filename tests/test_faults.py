@@ -41,6 +41,7 @@ from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.model import MINUTE_NS, Caller
 from chalicelib.ports import StorageUnavailable
 from chalicelib.runtime import build_api
+from harness import bulk
 from harness.moto import TABLE, moto_table
 from ops.checker import Table, check, scan_items
 from rsvp.client import _error_of
@@ -349,6 +350,45 @@ def _reserve_without_request_id(bench: Bench, n: str) -> Case:
     return Case(act, lambda: bench.listed(resource), check)
 
 
+def _busy_slot(bench: Bench, resource: str) -> list:
+    """More bookings in one guard slot than a guard lists: it is dense, and a reserve there reads the bookings."""
+    bookings = bulk.back_to_back(resource, layout.GUARD_LISTED + 2, stamp(0).ToNanoseconds(), 30 * MINUTE_NS)
+    bulk.load(bench.client, TABLE, bulk.items_of(bookings))
+    return bookings
+
+
+def _reserve_in_a_busy_slot(bench: Bench, n: str) -> Case:
+    resource, request_id = f"room-{n}", f"req-{n}"
+    loaded = {booking.reservation.id for booking in _busy_slot(bench, resource)}
+
+    def act():
+        return bench.reserve(resource, 600, 630, request_id=request_id)
+
+    def check(made):
+        assert [r.id for r in bench.listed(resource) if r.id not in loaded] == [made.id]
+        with pytest.raises(ServiceError):  # and the guard still guards
+            bench.reserve(resource, 615, 645)
+
+    return Case(act, act, check)
+
+
+def _reschedule_in_a_busy_slot(bench: Bench, n: str) -> Case:
+    resource = f"room-{n}"
+    moving = _busy_slot(bench, resource)[0].reservation
+
+    def act():
+        return bench.api.reschedule(
+            pb.RescheduleRequest(id=moving.id, start=stamp(600), end=stamp(630)), bench.context()
+        ).reservation
+
+    def check(_):
+        found = bench.get(moving.id)
+        assert (found.start, found.end) == (stamp(600), stamp(630))
+        bench.reserve(resource, 0, 30)  # its old window is free
+
+    return Case(act, act, check, moving.id)
+
+
 def _reserve_over_an_expired_hold(bench: Bench, n: str) -> Case:
     resource, request_id = f"room-{n}", f"req-{n}"
     hold = bench.reserve(resource, 60, 90, hold_minutes=1)
@@ -579,6 +619,8 @@ READS = {
 # How many transactions each situation commits when nothing fails (one per change; the rest 0)
 TRANSACTIONS = {"define_resource: raise a pool's capacity": 3, "sweep_expired": 2}  # + a bucket each; a tenant each
 CHANGES = {
+    "reserve in a busy slot",
+    "reschedule in a busy slot",
     "reserve",
     "reserve without a request id",
     "reserve over an expired hold",
@@ -598,6 +640,8 @@ SITUATIONS = {
     "reserve": _reserve,
     "reserve without a request id": _reserve_without_request_id,
     "reserve over an expired hold": _reserve_over_an_expired_hold,
+    "reserve in a busy slot": _reserve_in_a_busy_slot,
+    "reschedule in a busy slot": _reschedule_in_a_busy_slot,
     "reserve in a pool": _pool_reserve,
     "confirm a hold": _confirm_a_hold,
     "update": _update,
