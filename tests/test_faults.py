@@ -18,8 +18,8 @@ retry (same request id for reserve) ends in the one state asked for; and the cha
 before the call, replayed over the state before it, gives exactly the state after it: no change
 event lost, none doubled.
 
-HYPOTHESIS_PROFILE=large also runs the failures that behave alike at reads (transaction conflict,
-applied then retried) at every read call.
+HYPOTHESIS_PROFILE=large also runs each of them followed by a second failure: the next call
+(whichever it is: the retry, the re-read) throttled.
 """
 
 import collections
@@ -77,19 +77,16 @@ LOST = "lost answer"
 RETRIED = "applied, then retried"
 PHANTOM = "lost answer, then storage fails"
 WRITE_FAULTS = [*FAILURES, LOST, RETRIED, PHANTOM]
-# At a read every failure ends the same way (StorageUnavailable), a transaction conflict is just
-# another failure and a retried read changes nothing: the ci profile fails each read call one way,
-# taking turns; the large profile every way.
-READ_FAULTS = ["throttled", "server error", "timeout", LOST] + (["transaction conflict", RETRIED] if SCALE > 1 else [])
+READ_FAULTS = [*FAILURES, LOST, RETRIED]
+AND_NEXT = ", and the next call throttled"  # the large profile: two failures in a row
 
 
 def faults_at(calls: list, number: int) -> list:
     """The ways call `number` of `calls` is made to fail."""
-    if calls[number][0] == WRITE:
-        return WRITE_FAULTS
+    faults = WRITE_FAULTS if calls[number][0] == WRITE else READ_FAULTS
     if SCALE > 1:
-        return READ_FAULTS
-    return [READ_FAULTS[number % len(READ_FAULTS)]]
+        faults = faults + [fault + AND_NEXT for fault in faults if fault != PHANTOM]
+    return faults
 
 
 WRITE = "TransactWriteItems"
@@ -123,6 +120,7 @@ class FaultyClient:
         self.made = []
         self.broken = False  # PHANTOM: everything fails after the lost answer
         self.hit = False  # the call `at` was made (and failed)
+        self.next_fails = False  # AND_NEXT: the call after `at` is throttled
 
     def __getattr__(self, name):
         real = getattr(self._client, name)
@@ -131,24 +129,28 @@ class FaultyClient:
 
         def call(**arguments):
             name_of_call = label(name, arguments)
+            fault = self._fault.removesuffix(AND_NEXT)
             with self._lock:
                 self._seen[name_of_call] += 1
                 self.made.append(name_of_call)
                 hit = (name_of_call, self._seen[name_of_call]) == self._at
-                broken = self.broken
+                broken, second = self.broken, self.next_fails and not hit
+                self.next_fails = (hit and fault != self._fault) or (self.next_fails and not second)
             if broken:
                 raise _client_error(self._client, "InternalServerError", name, status=500)
+            if second:
+                raise _client_error(self._client, "ThrottlingException", name)
             if not hit:
                 return real(**arguments)
             self.hit = True
-            if self._fault in (LOST, PHANTOM):
+            if fault in (LOST, PHANTOM):
                 real(**arguments)
-                self.broken = self._fault == PHANTOM
+                self.broken = fault == PHANTOM
                 raise botocore.exceptions.ConnectionClosedError(endpoint_url="x")
-            if self._fault == RETRIED:
+            if fault == RETRIED:
                 real(**arguments)
                 return real(**arguments)
-            raise FAILURES[self._fault](self._client, name, arguments)
+            raise FAILURES[fault](self._client, name, arguments)
 
         return call
 
