@@ -162,11 +162,8 @@ class ResourceService:
             )
             try:
                 self.store.commit(plan)
-            except StaleWrite:
-                _backoff(attempt)
-                continue
-            except OutcomeUnknown:
-                maybe_written = True  # the next read tells
+            except (StaleWrite, OutcomeUnknown):
+                maybe_written = True  # (a failed condition may be our own write, retried): the next read tells
                 _backoff(attempt)
                 continue
             finally:

@@ -637,7 +637,7 @@ class ReservationService:
         for attempt in range(WRITE_ATTEMPTS):
             now = self.clock()
             current = self._load_after(caller, reservation_id, intended)
-            if intended is not None and current.rev == intended.rev:
+            if intended is not None and current == intended:  # ours: same revision, same event time
                 return intended.reservation  # the write whose answer was lost did commit
             self._check_acting(caller, current.reservation.user_id)
             changed = rule(current.reservation, now)
@@ -651,17 +651,16 @@ class ReservationService:
             try:
                 self._commit(plan)
                 return changed
-            except StaleWrite:
-                intended = None
-                _backoff(attempt)
-            except OutcomeUnknown:
+            except (StaleWrite, OutcomeUnknown):
+                # A failed condition may be our own write, applied and then retried by botocore:
+                # the next read tells (the revision is ours), and if it cannot, so does the answer.
                 intended = stored
                 _backoff(attempt)
         return self._give_up(caller, reservation_id, intended)
 
     def _give_up(self, caller: Caller, reservation_id: str, intended: Booking | None) -> Reservation:
         """After the last attempt: the answer is what happened, if a lost answer left it unknown."""
-        if intended is not None and self._load_after(caller, reservation_id, intended).rev == intended.rev:
+        if intended is not None and self._load_after(caller, reservation_id, intended) == intended:
             return intended.reservation
         raise ServiceError(
             Code.ABORTED, f"too many concurrent changes on reservation {reservation_id}; nothing was changed; retry"
@@ -770,7 +769,7 @@ class ReservationService:
         for attempt in range(WRITE_ATTEMPTS):
             now = self.clock()
             current = self._load_after(caller, reservation_id, intended)
-            if intended is not None and current.rev == intended.rev:
+            if intended is not None and current == intended:  # ours: same revision, same event time
                 return intended.reservation
             self._check_acting(caller, current.reservation.user_id)
             old = current.reservation
@@ -806,10 +805,9 @@ class ReservationService:
             try:
                 self._commit(plan)
                 return moved
-            except StaleWrite:
-                intended = None
-                _backoff(attempt)
-            except OutcomeUnknown:
+            except (StaleWrite, OutcomeUnknown):
+                # A failed condition may be our own write, applied and then retried by botocore:
+                # the next read tells (the revision is ours), and if it cannot, so does the answer.
                 intended = stored
                 _backoff(attempt)
         return self._give_up(caller, reservation_id, intended)
