@@ -178,7 +178,7 @@ def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> di
           f"reserves (+{result['rss_growth_mib']:.0f} MiB, goal <= 150; {per_second:.0f} reserves/s by {CLIENTS} "
           f"clients), {rss_loaded:.0f} MiB with {loaded:,} more loaded")
     added = result["items_written"]
-    print(f"the {reserves:,} reserves left {added:,} more items in the table (reservation, booking, change event, "
+    print(f"the {reserves:,} reserves left {added:,} more items in the table (reservation, booking, change event, request id, "
           f"guards, user records): {result['rss_growth_mib'] * 1024 / max(1, added):.1f} KiB of RSS per item held")
     print(f"stopped (SIGTERM) with everything loaded: exited in {stop_s:.2f} s (goal <= 5)")
     return result
