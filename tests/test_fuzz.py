@@ -396,7 +396,7 @@ def _message_values(descriptor, draw, real: dict, depth: int, plausible: bool = 
         plausible
         and isinstance(values.get("start"), dict)
         and isinstance(values.get("end"), dict)
-        and values["end"].get("seconds", 0) <= values["start"].get("seconds", 0)
+        and values["end"].get("seconds", 0) <= values["start"].get("seconds", 0) < 2**62
     ):
         values["end"] = {"seconds": values["start"].get("seconds", 0) + 900 * draw(st.integers(1, 8))}
     return values
