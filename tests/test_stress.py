@@ -223,13 +223,13 @@ def worker(number: int, url: str, ledger: Ledger) -> None:
 
 
 def _all(client: ReservationClient, **filters) -> dict:
-    return {found.id: found for found in client.query(page_size=1000, **filters)}
+    return {found.id: found for found in client.query(page_size=89, **filters)}
 
 
 def _feed(client: ReservationClient) -> list:
     events, cursor = [], ""
     while True:
-        page = client.changes(after=cursor, page_size=1000)
+        page = client.changes(after=cursor, page_size=97)
         events += page.events
         cursor = page.cursor
         if not page.events:
