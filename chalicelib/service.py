@@ -461,6 +461,10 @@ class ReservationService:
                     and not other.reservation.expired(now_ns)
                     and (moving is None or other.reservation.id != moving.reservation.id)
                 ]
+                if not blocking:
+                    # the counters read count units whose bookings are gone by the time they were read
+                    # (an expired hold swept, a booking cancelled): decide again on fresh counters
+                    raise _ReadAgain()
                 raise Conflict(
                     reservation.resource_id,
                     reservation,
