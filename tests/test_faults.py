@@ -605,6 +605,9 @@ READS = {
         _window(pb.FindSlotsRequest(resource_ids=[f"room-{n}", f"lot-{n}"], duration={"seconds": 1800}, limit=5)),
         bench.context(),
     ),
+    "changes": lambda bench, n, made: [
+        (e.kind, e.reservation.id) for e in bench.api.changes(pb.ChangesRequest(), bench.context()).events
+    ],
     "changes by resource": lambda bench, n, made: [
         (e.kind, e.reservation.id)
         for e in bench.api.changes(pb.ChangesRequest(resource_id=f"room-{n}"), bench.context()).events
