@@ -637,9 +637,9 @@ def _guard_actions(plan: WritePlan) -> list:
             assignments.append("ver = :next")
             listed = {entry.reservation.id for entry in bump.entries}
             if bump.dense or len(listed | set(sets)) > layout.GUARD_LISTED:
-                values[":true"] = {"BOOL": True}
-                assignments.append("dense = :true")
-                sets = {}
+                values[":true"], values[":empty"] = {"BOOL": True}, {"M": {}}
+                assignments += ["dense = :true", "busy = :empty"]  # a dense guard lists nothing: readers query
+                sets, removes = {}, []
         for number, (reservation_id, entry) in enumerate(sorted(sets.items())):
             names[f"#s{number}"], values[f":s{number}"] = reservation_id, entry
             assignments.append(f"busy.#s{number} = :s{number}")

@@ -254,7 +254,8 @@ class FakeStore:
             stored["ver"] += 1
             listed = {entry.reservation.id for entry in bump.entries}
             if bump.dense or len(listed | set(sets)) > layout.GUARD_LISTED:
-                stored["dense"], sets = True, {}
+                stored["dense"], stored["busy"] = True, {}
+                return
         stored["busy"].update(sets)
         for reservation_id in change["remove"] - set(change["set"]):
             stored["busy"].pop(reservation_id, None)

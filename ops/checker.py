@@ -99,6 +99,7 @@ def check(client, table: str, now_ns: int | None = None) -> list:
     """Every violation found, as human-readable lines (empty: consistent)."""
     now_ns = now_ns if now_ns is not None else time.time_ns()
     seen = Table(scan_items(client, table))
+    seen.now_ns = now_ns
     problems = list(seen.problems)
     problems += _twins(seen)
     problems += _keys(seen)
@@ -224,6 +225,15 @@ def _guards(seen: Table, now_ns: int) -> list:
 
 def _pool_counters(seen: Table, tenant: str, resource_id: str, shape, listed: list) -> list:
     problems = []
+    definition = seen.definitions.get((tenant, resource_id))
+    if definition is not None and definition.live:
+        for (owner, rid, index), item in seen.buckets.items():
+            bucket = layout.bucket_from(shape, index, item)
+            if (owner, rid) == (tenant, resource_id) and shape.bucket_span(index)[1] > seen.now_ns \
+                    and bucket.cap != definition.resource.capacity:
+                problems.append(f"capacity: resource {resource_id} (tenant {tenant}) has capacity "
+                                f"{definition.resource.capacity} but its bucket {index} counts against {bucket.cap} "
+                                "(a capacity change under way: define the resource again to finish it)")
     counted = collections.Counter()
     for booking in listed:
         for cell, _ in shape.cells(booking.padded_start_ns, booking.padded_end_ns):
