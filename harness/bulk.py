@@ -37,24 +37,48 @@ def items_of(bookings: list, shape: Shape = Shape(), capacity: int = 1, tenant: 
     items += [layout.guard_item(tenant, resource_id, index, listed) for (resource_id, index), listed in guards.items()]
     for (resource_id, index), counters in buckets.items():
         start, _ = shape.bucket_span(index)
-        items.append({**layout.bucket_key(tenant, resource_id, index), "cap": {"N": str(capacity)},
-                      **{layout.cell_attribute(start, cell): {"N": str(units)} for cell, units in counters.items()}})
-    items += [{**layout.longest_key(tenant, user), "longest": {"N": str(duration)}}
-              for user, duration in longest.items()]
+        items.append(
+            {
+                **layout.bucket_key(tenant, resource_id, index),
+                "cap": {"N": str(capacity)},
+                **{layout.cell_attribute(start, cell): {"N": str(units)} for cell, units in counters.items()},
+            }
+        )
+    items += [
+        {**layout.longest_key(tenant, user), "longest": {"N": str(duration)}} for user, duration in longest.items()
+    ]
     return items
 
 
 def load(client, table_name: str, items: list) -> None:
     """Write items with BatchWriteItem, 25 at a time."""
     for first in range(0, len(items), BATCH_WRITE_LIMIT):
-        pending = {table_name: [{"PutRequest": {"Item": item}} for item in items[first:first + BATCH_WRITE_LIMIT]]}
+        pending = {table_name: [{"PutRequest": {"Item": item}} for item in items[first : first + BATCH_WRITE_LIMIT]]}
         while pending:
             pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
 
 
-def back_to_back(resource_id: str, count: int, start_ns: int, length_ns: int, users: int = 1,
-                 status: Status = Status.CONFIRMED, pooled: bool = False) -> list:
+def back_to_back(
+    resource_id: str,
+    count: int,
+    start_ns: int,
+    length_ns: int,
+    users: int = 1,
+    status: Status = Status.CONFIRMED,
+    pooled: bool = False,
+) -> list:
     """`count` bookings of one resource, one after the other, spread over `users` users."""
-    return [Booking(Reservation(str(uuid.uuid4()), f"user{n % users}", resource_id, status,
-                                start_ns + n * length_ns, start_ns + (n + 1) * length_ns), pooled=pooled)
-            for n in range(count)]
+    return [
+        Booking(
+            Reservation(
+                str(uuid.uuid4()),
+                f"user{n % users}",
+                resource_id,
+                status,
+                start_ns + n * length_ns,
+                start_ns + (n + 1) * length_ns,
+            ),
+            pooled=pooled,
+        )
+        for n in range(count)
+    ]

@@ -49,15 +49,21 @@ class FakeStore:
 
     def list_definitions(self, tenant, after_id, labels, chunk):
         with self.lock:
-            found = sorted((stored for (owner, rid), stored in self.definitions.items()
-                            if owner == tenant and rid > after_id and stored.live
-                            and stored.resource.labelled(labels)), key=lambda stored: stored.resource.id)
+            found = sorted(
+                (
+                    stored
+                    for (owner, rid), stored in self.definitions.items()
+                    if owner == tenant and rid > after_id and stored.live and stored.resource.labelled(labels)
+                ),
+                key=lambda stored: stored.resource.id,
+            )
         return iter(found)
 
     def _resource_bookings(self, tenant, resource_id):
-        return sorted((b for (owner, _), b in self.by_id.items()
-                       if owner == tenant and b.reservation.resource_id == resource_id),
-                      key=lambda b: layout.start_key(b.reservation.start_ns, b.reservation.id))
+        return sorted(
+            (b for (owner, _), b in self.by_id.items() if owner == tenant and b.reservation.resource_id == resource_id),
+            key=lambda b: layout.start_key(b.reservation.start_ns, b.reservation.id),
+        )
 
     def read_for_reserve(self, read):
         with self.lock:
@@ -68,11 +74,16 @@ class FakeStore:
                     index = shape.bucket_of(cell)
                     buckets[index] = self._bucket(read.tenant, read.resource_id, index)
             else:
-                guards = {index: self._guard(read.tenant, read.resource_id, index)
-                          for index in shape.slots(read.padded_start_ns, read.padded_end_ns)}
+                guards = {
+                    index: self._guard(read.tenant, read.resource_id, index)
+                    for index in shape.slots(read.padded_start_ns, read.padded_end_ns)
+                }
                 if any(guard.dense for guard in guards.values()):
-                    neighbours = tuple(b for b in self._resource_bookings(read.tenant, read.resource_id)
-                                       if b.overlaps(read.padded_start_ns, read.padded_end_ns))
+                    neighbours = tuple(
+                        b
+                        for b in self._resource_bookings(read.tenant, read.resource_id)
+                        if b.overlaps(read.padded_start_ns, read.padded_end_ns)
+                    )
                 else:  # as the DynamoDB store: what the guards list
                     neighbours = dynamo._listed(guards.values(), read.padded_start_ns, read.padded_end_ns)
             remembered = None
@@ -81,16 +92,25 @@ class FakeStore:
                 remembered = record if expires_at > time.time() else None
             more = len(neighbours) >= NEIGHBOUR_LIMIT
             return ReserveSnapshot(
-                self.definitions.get((read.tenant, read.resource_id)), guards, buckets,
-                neighbours[:LISTED_NEIGHBOURS] if more else neighbours, more, remembered,
-                self.longest_seen.get((read.tenant, read.user_id), 0), self.longest_seen.get((read.tenant, ""), 0))
+                self.definitions.get((read.tenant, read.resource_id)),
+                guards,
+                buckets,
+                neighbours[:LISTED_NEIGHBOURS] if more else neighbours,
+                more,
+                remembered,
+                self.longest_seen.get((read.tenant, read.user_id), 0),
+                self.longest_seen.get((read.tenant, ""), 0),
+            )
 
     def _guard(self, tenant, resource_id, index):
         stored = self.guards.get((tenant, resource_id, index))
         if stored is None:
             return layout.guard_from(resource_id, index, None)
-        return layout.guard_from(resource_id, index, {"ver": {"N": str(stored["ver"])}, "busy": {"M": stored["busy"]},
-                                                      "dense": {"BOOL": stored["dense"]}})
+        return layout.guard_from(
+            resource_id,
+            index,
+            {"ver": {"N": str(stored["ver"])}, "busy": {"M": stored["busy"]}, "dense": {"BOOL": stored["dense"]}},
+        )
 
     def _bucket(self, tenant, resource_id, index):
         stored = self.buckets.get((tenant, resource_id, index))
@@ -103,9 +123,12 @@ class FakeStore:
             return self.by_id.get((tenant, reservation_id))
 
     def _in_range(self, bookings, low_key, high_key, descending):
-        chosen = [b for b in bookings if low_key <= layout.start_key(b.reservation.start_ns, b.reservation.id) <= high_key]
-        return iter(sorted(chosen, key=lambda b: layout.start_key(b.reservation.start_ns, b.reservation.id),
-                           reverse=descending))
+        chosen = [
+            b for b in bookings if low_key <= layout.start_key(b.reservation.start_ns, b.reservation.id) <= high_key
+        ]
+        return iter(
+            sorted(chosen, key=lambda b: layout.start_key(b.reservation.start_ns, b.reservation.id), reverse=descending)
+        )
 
     def bookings_of_resource(self, tenant, resource_id):
         with self.lock:
@@ -117,19 +140,26 @@ class FakeStore:
 
     def bookings_of_user(self, tenant, user_id, low_key, high_key, descending, chunk):
         with self.lock:
-            return self._in_range([b for (owner, _), b in self.by_id.items()
-                                   if owner == tenant and b.reservation.user_id == user_id], low_key, high_key,
-                                  descending)
+            return self._in_range(
+                [b for (owner, _), b in self.by_id.items() if owner == tenant and b.reservation.user_id == user_id],
+                low_key,
+                high_key,
+                descending,
+            )
 
     def bookings_of_tenant(self, tenant, low_key, high_key, descending, chunk):
         with self.lock:
-            return self._in_range([b for (owner, _), b in self.by_id.items() if owner == tenant], low_key,
-                                  high_key, descending)
+            return self._in_range(
+                [b for (owner, _), b in self.by_id.items() if owner == tenant], low_key, high_key, descending
+            )
 
     def read_buckets(self, tenant, resource_id, shape, first, last):
         with self.lock:
-            return [self._bucket(tenant, resource_id, index) for (owner, rid, index) in sorted(self.buckets)
-                    if owner == tenant and rid == resource_id and first <= index <= last]
+            return [
+                self._bucket(tenant, resource_id, index)
+                for (owner, rid, index) in sorted(self.buckets)
+                if owner == tenant and rid == resource_id and first <= index <= last
+            ]
 
     def longest(self, tenant, user_id):
         with self.lock:
@@ -157,8 +187,11 @@ class FakeStore:
         found = []
         with self.lock:
             for read in reads:
-                bookings = tuple(b for b in self._resource_bookings(tenant, read.resource_id)
-                                 if b.overlaps(read.start_ns, read.end_ns))
+                bookings = tuple(
+                    b
+                    for b in self._resource_bookings(tenant, read.resource_id)
+                    if b.overlaps(read.start_ns, read.end_ns)
+                )
                 if len(bookings) > item_budget:
                     raise TooLarge()
                 buckets = ()
@@ -213,16 +246,24 @@ class FakeStore:
                 kinds.add("bucket")
                 continue
             rising = [(cell, delta) for cell, delta in change.deltas if delta > 0]
-            if rising and (stored["cap"] != change.cap or any(
-                    stored["used"].get(cell, 0) + delta > change.limit for cell, delta in rising)):
+            if rising and (
+                stored["cap"] != change.cap
+                or any(stored["used"].get(cell, 0) + delta > change.limit for cell, delta in rising)
+            ):
                 kinds.add("bucket")
         for recap in plan.recaps:
             stored = self.buckets.get((tenant, recap.resource_id, recap.index))
             grid = recap.shape.grid
-            live = [units for cell, units in stored["used"].items()
-                    if grid.next_point(cell + 1) > recap.from_ns] if stored is not None else []
-            if stored is None or stored["cap"] != recap.old_cap or (
-                    recap.new_cap < recap.old_cap and any(units > recap.new_cap for units in live)):
+            live = (
+                [units for cell, units in stored["used"].items() if grid.next_point(cell + 1) > recap.from_ns]
+                if stored is not None
+                else []
+            )
+            if (
+                stored is None
+                or stored["cap"] != recap.old_cap
+                or (recap.new_cap < recap.old_cap and any(units > recap.new_cap for units in live))
+            ):
                 kinds.add("bucket")
         for write in plan.definitions:
             current = self.definitions.get((tenant, write.stored.resource.id))
@@ -230,8 +271,11 @@ class FakeStore:
                 kinds.add("definition")
         for check in plan.checks:
             current = self.definitions.get((tenant, check.resource_id))
-            if current is None or current.crev != check.crev or (
-                    check.longest_ns and not current.longest_ns < check.longest_ns):
+            if (
+                current is None
+                or current.crev != check.crev
+                or (check.longest_ns and not current.longest_ns < check.longest_ns)
+            ):
                 kinds.add("definition")
         if plan.request is not None:
             existing = self.requests.get((tenant, plan.request.request_id))
@@ -286,9 +330,10 @@ class FakeStore:
         if plan.request is not None:
             record = plan.request
             self.requests[(tenant, record.request_id)] = (
-                RememberedRequest(record.fingerprint, record.reservation), record.expires_at_s)
+                RememberedRequest(record.fingerprint, record.reservation),
+                record.expires_at_s,
+            )
         for raise_ in plan.longest:
             self.longest_seen[(tenant, raise_.user_id)] = raise_.duration_ns
         for event in plan.events:
             self.events_kept[(tenant, layout.event_key_of(event.at_ns, event.event_id))] = event
-

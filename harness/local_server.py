@@ -9,12 +9,17 @@ from harness.moto import ROOT
 
 
 class LocalServer:
-    def __init__(self, *arguments: str, environment: dict = None):
+    def __init__(self, *arguments: str, environment: dict | None = None):
         import os
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **(environment or {})})
+            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(environment or {})},
+        )
         self.url = self._announced("Connect API on ")
         self.grpc_target = self._announced("gRPC on ")
         self.dynamodb_url = self._announced("embedded DynamoDB on ").split(",")[0]
@@ -27,8 +32,13 @@ class LocalServer:
         raise RuntimeError("the local server stopped before announcing " + marker)
 
     def dynamodb(self):
-        return boto3.client("dynamodb", endpoint_url=self.dynamodb_url, region_name="us-east-1",
-                            aws_access_key_id="local", aws_secret_access_key="local")
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=self.dynamodb_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
 
     def stop(self) -> None:
         self.process.terminate()

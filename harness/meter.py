@@ -62,6 +62,7 @@ Two meters:
   modelled ms DynamoDB time of the critical path (as for waves) with an assumed latency per call (5 ms for
               a read, 15 ms for a write): what a Lambda would wait, used for the GB-s estimate.
 """
+
 import collections
 import concurrent.futures
 import dataclasses
@@ -70,7 +71,6 @@ import math
 import pathlib
 import threading
 import time
-from typing import Optional
 
 from chalicelib import layout
 
@@ -162,7 +162,7 @@ class Gsi:
     range_key: str
     projection: str  # ALL or KEYS_ONLY
 
-    def entry(self, item: Optional[dict]) -> Optional[dict]:
+    def entry(self, item: dict | None) -> dict | None:
         """The item's entry in this index (None: not in it, a key attribute is missing)."""
         if not item or self.hash_key not in item or (self.range_key and self.range_key not in item):
             return None
@@ -172,8 +172,7 @@ class Gsi:
         return {name: item[name] for name in names if name and name in item}
 
     def keys(self, entry: dict) -> tuple:
-        return (json.dumps(entry[self.hash_key], sort_keys=True),
-                json.dumps(entry.get(self.range_key), sort_keys=True))
+        return (json.dumps(entry[self.hash_key], sort_keys=True), json.dumps(entry.get(self.range_key), sort_keys=True))
 
 
 def table_gsis(template: pathlib.Path = TABLE_TEMPLATE) -> tuple:
@@ -181,8 +180,9 @@ def table_gsis(template: pathlib.Path = TABLE_TEMPLATE) -> tuple:
     found = []
     for index in properties.get("GlobalSecondaryIndexes", []):
         schema = {key["KeyType"]: key["AttributeName"] for key in index["KeySchema"]}
-        found.append(Gsi(index["IndexName"], schema["HASH"], schema.get("RANGE", ""),
-                         index["Projection"]["ProjectionType"]))
+        found.append(
+            Gsi(index["IndexName"], schema["HASH"], schema.get("RANGE", ""), index["Projection"]["ProjectionType"])
+        )
     return tuple(found)
 
 
@@ -198,7 +198,7 @@ class IndexWrite:
     wru: int
 
 
-def index_writes(before: Optional[dict], after: Optional[dict], gsis: tuple) -> list:
+def index_writes(before: dict | None, after: dict | None, gsis: tuple) -> list:
     """The writes every index takes when an item goes from `before` to `after` (None: absent)."""
     writes = []
     for gsi in gsis:
@@ -273,8 +273,10 @@ def _critical_path(calls: list) -> tuple:
     """(calls on the critical path of the stretch, its modelled ms): see waves."""
     first = min(call.base_depth for call in calls)
     first_ms = min(call.base_ms for call in calls)
-    return (max(call.base_depth + 1 for call in calls) - first,
-            max(call.base_ms + call.modelled_ms for call in calls) - first_ms)
+    return (
+        max(call.base_depth + 1 for call in calls) - first,
+        max(call.base_ms + call.modelled_ms for call in calls) - first_ms,
+    )
 
 
 def _busy_seconds(calls: list) -> float:
@@ -429,8 +431,9 @@ class Meter:
     Item images around writes are read with the metered client itself; those reads are not counted.
     """
 
-    def __init__(self, *clients, overlap_s: float = 0.0005, gsis: tuple = None, images=None,
-                 count_writes: bool = True):
+    def __init__(
+        self, *clients, overlap_s: float = 0.0005, gsis: tuple | None = None, images=None, count_writes: bool = True
+    ):
         self.clients = clients
         self.overlap_s = overlap_s
         self.images = images or self._images  # images(table, keys) -> {(pk, sk): item}
@@ -518,8 +521,9 @@ class Meter:
             after = self.images(state["table"], [w[0] for w in state["writes"]])
             self._count_writes(call, state["writes"], state["before"], after)
         elif state["writes"]:  # a refused transaction: its ConditionChecks were read all the same
-            self._count_writes(call, [w for w in state["writes"] if w[1] == "ConditionCheck"], state["before"],
-                               state["before"])
+            self._count_writes(
+                call, [w for w in state["writes"] if w[1] == "ConditionCheck"], state["before"], state["before"]
+            )
         call.overhead += time.perf_counter() - call.ended
         with self.lock:
             self.calls.append(call)
@@ -576,6 +580,7 @@ class Meter:
     @staticmethod
     def _named_writes(operation: str, params: dict) -> list:
         """(key, action, factor) of every item a write names."""
+
         def key_of(body):
             item = body.get("Key") or body["Item"]
             return {"pk": item["pk"], "sk": item["sk"]}
@@ -600,7 +605,7 @@ class Meter:
         self.local.peeking = True
         try:
             for first in range(0, len(unique), 100):
-                pending = {table: {"Keys": unique[first:first + 100], "ConsistentRead": True}}
+                pending = {table: {"Keys": unique[first : first + 100], "ConsistentRead": True}}
                 while pending:
                     answer = client.batch_get_item(RequestItems=pending)
                     for item in answer["Responses"].get(table, []):
@@ -617,11 +622,23 @@ class Meter:
             old_size, new_size = item_size(old), item_size(new)
             kind = layout.kind_of(key)
             if action == "ConditionCheck":
-                call.writes.append(ItemWrite(pair[0], pair[1], kind, action, old_size, old_size, 0, 2 * read_units(old_size), []))
+                call.writes.append(
+                    ItemWrite(pair[0], pair[1], kind, action, old_size, old_size, 0, 2 * read_units(old_size), [])
+                )
                 continue
-            call.writes.append(ItemWrite(pair[0], pair[1], kind, action, old_size, new_size,
-                                         factor * write_units(max(old_size, new_size)), 0,
-                                         index_writes(old, new, self.gsis)))
+            call.writes.append(
+                ItemWrite(
+                    pair[0],
+                    pair[1],
+                    kind,
+                    action,
+                    old_size,
+                    new_size,
+                    factor * write_units(max(old_size, new_size)),
+                    0,
+                    index_writes(old, new, self.gsis),
+                )
+            )
 
 
 # ---- money ---------------------------------------------------------------------------------------
@@ -639,10 +656,17 @@ def usd_per_million(usage: Usage, handler_ms: float) -> float:
     """$ per million calls: API Gateway REST, Lambda requests and GB-s (512 MB, billed for the handler's
     own time plus the modelled DynamoDB time of its critical path), and the request units."""
     lambda_seconds = (handler_ms + usage.modelled_ms) / 1000
-    return (API_GATEWAY_PER_MILLION + LAMBDA_PER_MILLION + LAMBDA_GB * lambda_seconds * LAMBDA_PER_GB_SECOND * 1e6
-            + usage.wru * WRU_PER_MILLION + usage.rru * RRU_PER_MILLION)
+    return (
+        API_GATEWAY_PER_MILLION
+        + LAMBDA_PER_MILLION
+        + LAMBDA_GB * lambda_seconds * LAMBDA_PER_GB_SECOND * 1e6
+        + usage.wru * WRU_PER_MILLION
+        + usage.rru * RRU_PER_MILLION
+    )
 
 
-PRICES = (f"API Gateway REST ${API_GATEWAY_PER_MILLION:.2f}/M, Lambda ${LAMBDA_PER_MILLION:.2f}/M + GB-s at "
-          f"{LAMBDA_GB * 1024:.0f} MB (billed: handler time measured here + {READ_MS:.0f} ms per read call and "
-          f"{WRITE_MS:.0f} ms per write call on the critical path), ${WRU_PER_MILLION}/M WRU, ${RRU_PER_MILLION}/M RRU")
+PRICES = (
+    f"API Gateway REST ${API_GATEWAY_PER_MILLION:.2f}/M, Lambda ${LAMBDA_PER_MILLION:.2f}/M + GB-s at "
+    f"{LAMBDA_GB * 1024:.0f} MB (billed: handler time measured here + {READ_MS:.0f} ms per read call and "
+    f"{WRITE_MS:.0f} ms per write call on the critical path), ${WRU_PER_MILLION}/M WRU, ${RRU_PER_MILLION}/M RRU"
+)

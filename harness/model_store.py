@@ -18,6 +18,7 @@ What is modelled:
 
 Not modelled: throttling (the WCU are counted, never refused), network jitter, retries inside botocore.
 """
+
 import bisect
 import collections
 import threading
@@ -25,9 +26,6 @@ import time
 
 from chalicelib import dynamo, layout
 from chalicelib.ports import (
-    LISTED_NEIGHBOURS,
-    NEIGHBOUR_LIMIT,
-    ReserveSnapshot,
     StaleWrite,
 )
 from harness.fake_store import FakeStore
@@ -168,13 +166,14 @@ class ModelStore(FakeStore):
                 deleted[layout.pair(item)] = item
         found = []
         for _, action in actions:
-            (kind, body), = action.items()
+            ((kind, body),) = action.items()
             pk = _key_of(action)["pk"]["S"]
             if kind == "Put":
                 size, before, after = item_size(body["Item"]), None, body["Item"]
             elif kind == "Update":
-                size = item_size(body["Key"]) + sum(item_size({name[1:]: value})
-                                                    for name, value in body.get("ExpressionAttributeValues", {}).items())
+                size = item_size(body["Key"]) + sum(
+                    item_size({name[1:]: value}) for name, value in body.get("ExpressionAttributeValues", {}).items()
+                )
                 before = after = None
             elif kind == "Delete":
                 before = deleted.get(layout.pair(body["Key"]))
@@ -186,8 +185,9 @@ class ModelStore(FakeStore):
                 for write in index_writes(before, after, self.gsis):
                     entry = after if write.what != "delete" else before
                     gsi = next(g for g in self.gsis if g.name == write.index)
-                    found.append((at, write.index, entry[gsi.hash_key].get("S") or entry[gsi.hash_key].get("N"),
-                                  write.wru))
+                    found.append(
+                        (at, write.index, entry[gsi.hash_key].get("S") or entry[gsi.hash_key].get("N"), write.wru)
+                    )
         with self.flight_lock:
             self.counts["committed"] += 1
             self.partition_writes += found

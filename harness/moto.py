@@ -14,7 +14,8 @@ from ops.checker import scan_items
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # chalice.test.Client applies the dev stage's environment from .chalice/config.json
 TABLE = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["dev"]["environment_variables"][
-    "RESERVATION_TABLE"]
+    "RESERVATION_TABLE"
+]
 # what the local server sets too: a page-token key of its own, and a change feed without delay
 LOCAL_ENVIRONMENT = {"PAGE_TOKEN_SECRET": "tests and benchmarks", "FEED_SETTLE_MS": "0"}
 

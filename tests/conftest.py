@@ -25,7 +25,7 @@ class AppCaller:
         answer = self.client.http.post(PATH + method, headers=headers, body=body)
         return answer.status_code, answer.headers, answer.body
 
-    def __call__(self, method: str, request, codec: str = "proto", headers: dict = None) -> ConnectAnswer:
+    def __call__(self, method: str, request, codec: str = "proto", headers: dict | None = None) -> ConnectAnswer:
         sent = {"content-type": f"application/{codec}", **(headers or {})}
         status, answer_headers, body = self.raw(method, encode(request, codec), sent)
         return ConnectAnswer(status, answer_headers, body, RESPONSE_TYPES[method], codec)

@@ -1,4 +1,5 @@
 """Small helpers shared by the tests: building requests and reading Connect answers."""
+
 import datetime
 import json
 
@@ -8,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chalicelib.gen import reservation_pb2 as pb
 
 PATH = "/reservation.ReservationService/"
-BASE_TIME = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+BASE_TIME = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 
 
 def stamp(minutes: float = 0, nanos: int = 0, base: datetime.datetime = BASE_TIME) -> Timestamp:
@@ -19,8 +20,9 @@ def stamp(minutes: float = 0, nanos: int = 0, base: datetime.datetime = BASE_TIM
 
 
 def reservation(resource="room-1", user="alice", start=0.0, end=60.0, status=0, note="", **extra) -> pb.Reservation:
-    return pb.Reservation(resource_id=resource, user_id=user, start=stamp(start), end=stamp(end),
-                          status=status, note=note, **extra)
+    return pb.Reservation(
+        resource_id=resource, user_id=user, start=stamp(start), end=stamp(end), status=status, note=note, **extra
+    )
 
 
 class ConnectAnswer:
@@ -56,6 +58,9 @@ def encode(message, codec: str) -> bytes:
 
 
 RESPONSE_TYPES = {
-    "reserve": pb.ReserveResponse, "confirm": pb.ConfirmResponse, "update": pb.UpdateResponse,
-    "cancel": pb.CancelResponse, "get": pb.GetResponse,
+    "reserve": pb.ReserveResponse,
+    "confirm": pb.ConfirmResponse,
+    "update": pb.UpdateResponse,
+    "cancel": pb.CancelResponse,
+    "get": pb.GetResponse,
 }

@@ -8,6 +8,7 @@
 
 Pick one with HYPOTHESIS_PROFILE=dev|large|ci (it wins over CI). Tests size themselves with SCALE.
 """
+
 import os
 
 from hypothesis import HealthCheck, settings

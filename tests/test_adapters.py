@@ -1,6 +1,7 @@
 """The same scenarios through both adapters of `make serve`: Connect over HTTP (the Chalice app) and native
 gRPC (grpc_server.py), every RPC; tenants and acting users from headers or gRPC metadata; rich error details
 on both; health, reflection and buf curl over gRPC."""
+
 import base64
 import json
 import pathlib
@@ -87,8 +88,9 @@ class GrpcCaller:
         self.server = server
         self.channel = grpc.insecure_channel(server.grpc_target)
         self.stub = ReservationServiceStub(self.channel)
-        self.metadata = tuple((name, value) for name, value in (("x-tenant-id", tenant), ("x-acting-user", acting))
-                              if value)
+        self.metadata = tuple(
+            (name, value) for name, value in (("x-tenant-id", tenant), ("x-acting-user", acting)) if value
+        )
 
     def as_(self, tenant: str = "", acting: str = ""):
         return type(self)(self.server, tenant, acting)
@@ -150,8 +152,9 @@ def changes_until(call, count: int, timeout: float = 5.0, **scope) -> pb.Changes
 def test_reserve_conflict_confirm_update_cancel_get(caller):
     room = unique("room")
     made = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room))).reservation
-    raised = failure(caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob",
-                                                                                  start=30, end=90)))
+    raised = failure(
+        caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob", start=30, end=90))
+    )
     assert raised.code == "failed_precondition" and made.id in raised.message
     conflict = raised.detail(pb.ReservationConflict)
     assert [c.id for c in conflict.conflicts] == [made.id] and conflict.total == 1
@@ -168,8 +171,12 @@ def test_reserve_conflict_confirm_update_cancel_get(caller):
 
 def test_query_pages_with_the_token_in_the_trailers_and_filter_pages_in_the_answer(caller):
     room = unique("room")
-    made = [caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room, start=n * 10, end=n * 10 + 10)))
-            .reservation.id for n in range(7)]
+    made = [
+        caller(
+            "reserve", pb.ReserveRequest(reservation=reservation(resource=room, start=n * 10, end=n * 10 + 10))
+        ).reservation.id
+        for n in range(7)
+    ]
     seen, token, pages = [], "", 0
     while True:
         messages, token = caller.query(pb.QueryRequest(resource_id=room, page_size=3, page_token=token))
@@ -180,8 +187,10 @@ def test_query_pages_with_the_token_in_the_trailers_and_filter_pages_in_the_answ
     assert seen == made and pages == 3
     filtered, token = [], ""
     while True:
-        page = caller("filter", pb.FilterRequest(query=pb.QueryRequest(resource_id=room, page_size=4, desc=True,
-                                                                       page_token=token)))
+        page = caller(
+            "filter",
+            pb.FilterRequest(query=pb.QueryRequest(resource_id=room, page_size=4, desc=True, page_token=token)),
+        )
         filtered += [r.id for r in page.reservations]
         token = page.next_page_token
         if not token:
@@ -199,10 +208,17 @@ def test_define_get_list_delete_resource(caller):
     label = uuid.uuid4().hex[:8]
     defined = {}
     for n in range(3):
-        wanted = pb.Resource(id=unique(f"res{n}"), name=f"Room {n}", labels={"run": label, "floor": str(n % 2)},
-                             capacity=1,
-                             min_duration=minutes(15), max_duration=minutes(120), step=minutes(15),
-                             buffer_after=minutes(5), time_zone="Europe/Paris")
+        wanted = pb.Resource(
+            id=unique(f"res{n}"),
+            name=f"Room {n}",
+            labels={"run": label, "floor": str(n % 2)},
+            capacity=1,
+            min_duration=minutes(15),
+            max_duration=minutes(120),
+            step=minutes(15),
+            buffer_after=minutes(5),
+            time_zone="Europe/Paris",
+        )
         answer = caller("define_resource", pb.DefineResourceRequest(resource=wanted)).resource
         assert answer == wanted
         defined[wanted.id] = answer
@@ -216,29 +232,37 @@ def test_define_get_list_delete_resource(caller):
             break
     assert listed == [defined[rid] for rid in sorted(defined)]
     first, second, third = sorted(defined)
-    assert [r.id for r in caller("list_resources", pb.ListResourcesRequest(
-        labels={"run": label, "floor": "0"})).resources] == [first, third]
+    assert [
+        r.id for r in caller("list_resources", pb.ListResourcesRequest(labels={"run": label, "floor": "0"})).resources
+    ] == [first, third]
     assert caller("delete_resource", pb.DeleteResourceRequest(id=second)).resource == defined[second]
     assert failure(caller, "get_resource", pb.GetResourceRequest(id=second)).code == "not_found"
     assert failure(caller, "delete_resource", pb.DeleteResourceRequest(id=second)).code == "not_found"
     assert [r.id for r in caller("list_resources", pb.ListResourcesRequest(labels={"run": label})).resources] == [
-        first, third]
+        first,
+        third,
+    ]
     # the rules hold on both protocols: a reservation off the grid, or too short, is refused
     refused = failure(caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=first, start=0, end=10)))
     assert refused.code == "invalid_argument", refused.message
-    bad = failure(caller, "define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=unique("p"),
-                                                                                           capacity=3)))
+    bad = failure(caller, "define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=unique("p"), capacity=3)))
     assert bad.code == "invalid_argument"  # a pool needs a step
 
 
 def test_reschedule_in_place_elsewhere_and_its_conflict_detail(caller):
     room, other_room = unique("room"), unique("room")
     made = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room, note="keep"))).reservation
-    other = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob", start=120,
-                                                                        end=180))).reservation
+    other = caller(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob", start=120, end=180))
+    ).reservation
     moved = caller("reschedule", pb.RescheduleRequest(id=made.id, start=stamp(60), end=stamp(120))).reservation
-    assert (moved.id, moved.note, moved.start, moved.end, moved.resource_id) == (made.id, "keep", stamp(60),
-                                                                                 stamp(120), room)
+    assert (moved.id, moved.note, moved.start, moved.end, moved.resource_id) == (
+        made.id,
+        "keep",
+        stamp(60),
+        stamp(120),
+        room,
+    )
     caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="carol", start=0, end=60)))
     refused = failure(caller, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170)))
     assert refused.code == "failed_precondition" and other.id in refused.message
@@ -246,8 +270,9 @@ def test_reschedule_in_place_elsewhere_and_its_conflict_detail(caller):
     assert ([c.id for c in conflict.conflicts], conflict.total) == ([other.id], 1)
     assert (conflict.requested.start, conflict.requested.end) == (stamp(150), stamp(170))
     assert caller("get", pb.GetRequest(id=made.id)).reservation == moved  # a refused move changes nothing
-    elsewhere = caller("reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170),
-                                                          resource_id=other_room)).reservation
+    elsewhere = caller(
+        "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170), resource_id=other_room)
+    ).reservation
     assert (elsewhere.id, elsewhere.resource_id) == (made.id, other_room)
     assert caller("get", pb.GetRequest(id=made.id)).reservation == elsewhere
     assert failure(caller, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150))).message.startswith("end")
@@ -259,32 +284,48 @@ def test_availability_and_find_slots(caller):
         caller("define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=rid, step=minutes(30))))
     caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room, start=60, end=120)))
     caller("reserve", pb.ReserveRequest(reservation=reservation(resource=busy_room, start=0, end=180)))
-    answer = caller("availability", pb.AvailabilityRequest(resource_ids=[room, busy_room], start=stamp(0),
-                                                           end=stamp(180)))
+    answer = caller(
+        "availability", pb.AvailabilityRequest(resource_ids=[room, busy_room], start=stamp(0), end=stamp(180))
+    )
     free_busy = {entry.resource_id: entry for entry in answer.resources}
     entry = free_busy[room]
     assert entry.capacity == 1
     assert [(i.start, i.end) for i in entry.busy] == [(stamp(60), stamp(120))]
     assert [(i.start, i.end) for i in entry.free] == [(stamp(0), stamp(60)), (stamp(120), stamp(180))]
     assert [(i.start, i.end, i.free) for i in entry.free_units] == [
-        (stamp(0), stamp(60), 1), (stamp(60), stamp(120), 0), (stamp(120), stamp(180), 1)]
+        (stamp(0), stamp(60), 1),
+        (stamp(60), stamp(120), 0),
+        (stamp(120), stamp(180), 1),
+    ]
     assert [(i.start, i.end) for i in free_busy[busy_room].busy] == [(stamp(0), stamp(180))]
     assert not free_busy[busy_room].free
     slots, token, pages = [], "", 0
     while True:
-        page = caller("find_slots", pb.FindSlotsRequest(resource_ids=[room, busy_room], start=stamp(0),
-                                                        end=stamp(180), duration=minutes(60), limit=1,
-                                                        page_token=token))
+        page = caller(
+            "find_slots",
+            pb.FindSlotsRequest(
+                resource_ids=[room, busy_room],
+                start=stamp(0),
+                end=stamp(180),
+                duration=minutes(60),
+                limit=1,
+                page_token=token,
+            ),
+        )
         slots += [(s.resource_id, s.start, s.end) for s in page.slots]
         token, pages = page.next_page_token, pages + 1
         if not token:
             break
     assert slots == [(room, stamp(0), stamp(60)), (room, stamp(120), stamp(180))] and pages >= 2
-    both = failure(caller, "availability", pb.AvailabilityRequest(resource_ids=[room], labels={"a": "b"},
-                                                                   start=stamp(0), end=stamp(60)))
+    both = failure(
+        caller,
+        "availability",
+        pb.AvailabilityRequest(resource_ids=[room], labels={"a": "b"}, start=stamp(0), end=stamp(60)),
+    )
     assert both.code == "invalid_argument"
-    assert failure(caller, "find_slots", pb.FindSlotsRequest(resource_ids=[room], start=stamp(0),
-                                                             end=stamp(60))).message.startswith("duration")
+    assert failure(
+        caller, "find_slots", pb.FindSlotsRequest(resource_ids=[room], start=stamp(0), end=stamp(60))
+    ).message.startswith("duration")
 
 
 def test_the_change_feed_pages_with_its_cursor(caller):
@@ -297,8 +338,14 @@ def test_the_change_feed_pages_with_its_cursor(caller):
     cancelled = caller("cancel", pb.CancelRequest(id=made.id)).reservation
     page = changes_until(caller, 6, resource_id=room)
     kinds = [pb.ChangeKind.Name(e.kind) for e in page.events]
-    assert kinds == ["RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_CONFIRMED", "RESERVATION_UPDATED",
-                     "RESERVATION_RESCHEDULED", "RESERVATION_CANCELLED"]
+    assert kinds == [
+        "RESOURCE_DEFINED",
+        "RESERVATION_CREATED",
+        "RESERVATION_CONFIRMED",
+        "RESERVATION_UPDATED",
+        "RESERVATION_RESCHEDULED",
+        "RESERVATION_CANCELLED",
+    ]
     defined, created, _, _, rescheduled, cancel = page.events
     assert defined.resource.name == "feed" and created.reservation.id == made.id
     assert (rescheduled.before.start, rescheduled.reservation.start) == (stamp(0), stamp(60))
@@ -323,15 +370,17 @@ def test_the_change_feed_pages_with_its_cursor(caller):
 
 def test_a_pool_counts_units_and_its_conflict_names_the_full_window(caller):
     pool = unique("pool")
-    caller("define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=3,
-                                                                            step=minutes(15))))
-    first = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=pool, start=0, end=60,
-                                                                        units=2))).reservation
-    one = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=pool, user="bob", start=30,
-                                                                      end=45))).reservation
+    caller("define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=3, step=minutes(15))))
+    first = caller(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=pool, start=0, end=60, units=2))
+    ).reservation
+    one = caller(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=pool, user="bob", start=30, end=45))
+    ).reservation
     assert (first.units, one.units) == (2, 1)
-    full = failure(caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=pool, user="carol",
-                                                                                start=15, end=45)))
+    full = failure(
+        caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=pool, user="carol", start=15, end=45))
+    )
     assert full.code == "failed_precondition", full.message
     detail = full.detail(pb.ReservationConflict)
     assert (detail.full_window.start, detail.full_window.end, detail.units_free) == (stamp(30), stamp(45), 0)
@@ -340,15 +389,22 @@ def test_a_pool_counts_units_and_its_conflict_names_the_full_window(caller):
     caller("reserve", pb.ReserveRequest(reservation=reservation(resource=pool, user="carol", start=0, end=30)))
     free = caller("availability", pb.AvailabilityRequest(resource_ids=[pool], start=stamp(0), end=stamp(60)))
     assert [(u.start, u.end, u.free) for u in free.resources[0].free_units] == [
-        (stamp(0), stamp(45), 0), (stamp(45), stamp(60), 1)]
-    assert failure(caller, "reserve", pb.ReserveRequest(reservation=reservation(
-        resource=pool, start=0, end=60, units=4))).code == "invalid_argument"
+        (stamp(0), stamp(45), 0),
+        (stamp(45), stamp(60), 1),
+    ]
+    assert (
+        failure(
+            caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=pool, start=0, end=60, units=4))
+        ).code
+        == "invalid_argument"
+    )
 
 
 def test_a_hold_expires_and_reads_expired(caller):
     room = unique("desk")
-    held = caller("reserve", pb.ReserveRequest(reservation=reservation(resource=room),
-                                               hold_for=Duration(nanos=50_000_000))).reservation
+    held = caller(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=room), hold_for=Duration(nanos=50_000_000))
+    ).reservation
     assert held.status == pb.PENDING and held.HasField("expires_at")
     time.sleep(0.1)
     assert caller("get", pb.GetRequest(id=held.id)).reservation.status == pb.EXPIRED
@@ -374,20 +430,25 @@ def test_tenants_from_metadata_see_nothing_of_each_other(caller):
     room, secret = unique("room"), "board meeting: the merger"
     victim("define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=room, labels={"floor": "3"})))
     request_id = unique("req")
-    hidden = victim("reserve", pb.ReserveRequest(reservation=reservation(resource=room, note=secret),
-                                                 request_id=request_id)).reservation
+    hidden = victim(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=room, note=secret), request_id=request_id)
+    ).reservation
     # the same resource, window and request id are the attacker's own
-    own = attacker("reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="mallory"),
-                                                request_id=request_id)).reservation
+    own = attacker(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="mallory"), request_id=request_id)
+    ).reservation
     assert own.id != hidden.id
     clash = failure(attacker, "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="mallory")))
     assert clash.code == "failed_precondition" and hidden.id not in clash.message
     assert [c.id for c in clash.detail(pb.ReservationConflict).conflicts] == [own.id]
     seen = [clash.message, str(clash.detail(pb.ReservationConflict))]
-    for method, request in (("get", pb.GetRequest(id=hidden.id)),
-                            ("update", pb.UpdateRequest(id=hidden.id, status=pb.BLOCKED, note="x")),
-                            ("confirm", pb.ConfirmRequest(id=hidden.id)), ("cancel", pb.CancelRequest(id=hidden.id)),
-                            ("reschedule", pb.RescheduleRequest(id=hidden.id, start=stamp(600), end=stamp(660)))):
+    for method, request in (
+        ("get", pb.GetRequest(id=hidden.id)),
+        ("update", pb.UpdateRequest(id=hidden.id, status=pb.BLOCKED, note="x")),
+        ("confirm", pb.ConfirmRequest(id=hidden.id)),
+        ("cancel", pb.CancelRequest(id=hidden.id)),
+        ("reschedule", pb.RescheduleRequest(id=hidden.id, start=stamp(600), end=stamp(660))),
+    ):
         refused = failure(attacker, method, request)
         assert (refused.code, refused.message) == ("not_found", f"reservation {hidden.id} not found"), method
     for query in (pb.QueryRequest(), pb.QueryRequest(user_id="alice"), pb.QueryRequest(resource_id=room)):
@@ -416,15 +477,23 @@ def test_an_acting_user_changes_only_its_own_reservations(caller):
     anyone, alice = caller.as_(tenant), caller.as_(tenant, acting="alice")
     room = unique("room")
     bobs = anyone("reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob"))).reservation
-    assert failure(alice, "reserve", pb.ReserveRequest(reservation=reservation(
-        resource=room, user="bob", start=120, end=180))).code == "permission_denied"
-    for method, request in (("update", pb.UpdateRequest(id=bobs.id, note="mine")), ("confirm", pb.ConfirmRequest(
-            id=bobs.id)), ("cancel", pb.CancelRequest(id=bobs.id)),
-                            ("reschedule", pb.RescheduleRequest(id=bobs.id, start=stamp(300), end=stamp(360)))):
+    assert (
+        failure(
+            alice, "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="bob", start=120, end=180))
+        ).code
+        == "permission_denied"
+    )
+    for method, request in (
+        ("update", pb.UpdateRequest(id=bobs.id, note="mine")),
+        ("confirm", pb.ConfirmRequest(id=bobs.id)),
+        ("cancel", pb.CancelRequest(id=bobs.id)),
+        ("reschedule", pb.RescheduleRequest(id=bobs.id, start=stamp(300), end=stamp(360))),
+    ):
         assert failure(alice, method, request).code == "permission_denied", method
     assert alice("get", pb.GetRequest(id=bobs.id)).reservation == bobs  # reading is not acting
-    own = alice("reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="alice", start=120,
-                                                                     end=180))).reservation
+    own = alice(
+        "reserve", pb.ReserveRequest(reservation=reservation(resource=room, user="alice", start=120, end=180))
+    ).reservation
     alice("confirm", pb.ConfirmRequest(id=own.id))
     alice("update", pb.UpdateRequest(id=own.id, note="ok"))
     alice("reschedule", pb.RescheduleRequest(id=own.id, start=stamp(300), end=stamp(360)))
@@ -438,8 +507,15 @@ def test_an_acting_user_changes_only_its_own_reservations(caller):
 
 def test_a_conflict_over_60_reservations_lists_10_and_counts_all(caller):
     room = unique("room")
-    made = [caller("reserve", pb.ReserveRequest(reservation=reservation(
-        resource=room, user=f"user{n % 7}", start=n, end=n + 1, note="n" * 500))).reservation for n in range(60)]
+    made = [
+        caller(
+            "reserve",
+            pb.ReserveRequest(
+                reservation=reservation(resource=room, user=f"user{n % 7}", start=n, end=n + 1, note="n" * 500)
+            ),
+        ).reservation
+        for n in range(60)
+    ]
     refused = failure(caller, "reserve", pb.ReserveRequest(reservation=reservation(resource=room, start=-5, end=65)))
     assert refused.code == "failed_precondition", refused.message  # never resource_exhausted / "Stream removed"
     conflict = refused.detail(pb.ReservationConflict)
@@ -449,8 +525,7 @@ def test_a_conflict_over_60_reservations_lists_10_and_counts_all(caller):
     assert refused.details_bytes < GRPC_METADATA_LIMIT // 4
     moved = failure(caller, "reschedule", pb.RescheduleRequest(id=made[0].id, start=stamp(0), end=stamp(60)))
     assert moved.code == "failed_precondition"
-    assert (len(moved.detail(pb.ReservationConflict).conflicts), moved.detail(pb.ReservationConflict).total) == (
-        10, 59)
+    assert (len(moved.detail(pb.ReservationConflict).conflicts), moved.detail(pb.ReservationConflict).total) == (10, 59)
 
 
 class LostAnswers:
@@ -473,6 +548,7 @@ class LostAnswers:
             if self.broken:
                 raise StorageUnavailable("storage is down")
             return attribute(*arguments, **keywords)
+
         return call
 
 
@@ -503,22 +579,28 @@ def test_a_reserve_whose_outcome_is_unknown_answers_unknown_with_the_id_on_both_
     store.broken = False
     request.reservation.resource_id = "room-lost-2"
     request.request_id = "req-lost-2"
-    answer = connect.handle(api, "reserve", "POST", {"content-type": "application/proto"},
-                            request.SerializeToString(), None)
+    answer = connect.handle(
+        api, "reserve", "POST", {"content-type": "application/proto"}, request.SerializeToString(), None
+    )
     error = json.loads(answer.body)
     assert (answer.status, error["code"]) == (500, "unknown")
     (detail,) = error["details"]
     assert detail["type"] == "reservation.OutcomeUnknown"
-    over_connect = pb.OutcomeUnknown.FromString(
-        base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4)))
+    over_connect = pb.OutcomeUnknown.FromString(base64.b64decode(detail["value"] + "=" * (-len(detail["value"]) % 4)))
     assert over_connect.request_id == "req-lost-2" and over_connect.reservation_id in error["message"]
 
     store.broken = False  # storage is back: both reservations were made, and a retry returns them
-    for detail, room, request_id in ((over_grpc, "room-lost", "req-lost"),
-                                     (over_connect, "room-lost-2", "req-lost-2")):
+    for detail, room, _request_id in (
+        (over_grpc, "room-lost", "req-lost"),
+        (over_connect, "room-lost-2", "req-lost-2"),
+    ):
         assert stub.get(pb.GetRequest(id=detail.reservation_id), timeout=10).reservation.resource_id == room
-    assert stub.reserve(pb.ReserveRequest(reservation=reservation(resource="room-lost"), request_id="req-lost"),
-                        timeout=10).reservation.id == over_grpc.reservation_id
+    assert (
+        stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource="room-lost"), request_id="req-lost"), timeout=10
+        ).reservation.id
+        == over_grpc.reservation_id
+    )
 
 
 # ---- gRPC as operators and tools meet it ---------------------------------------------------------------------
@@ -531,9 +613,14 @@ def test_grpc_health_and_reflection(local_server):
         answer = health_stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     reflection_stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    answers = reflection_stub.ServerReflectionInfo(iter([
-        reflection_pb2.ServerReflectionRequest(list_services=""),
-        reflection_pb2.ServerReflectionRequest(file_containing_symbol="reservation.ReservationService")]))
+    answers = reflection_stub.ServerReflectionInfo(
+        iter(
+            [
+                reflection_pb2.ServerReflectionRequest(list_services=""),
+                reflection_pb2.ServerReflectionRequest(file_containing_symbol="reservation.ReservationService"),
+            ]
+        )
+    )
     listed, files = set(), []
     for answer in answers:
         listed |= {service.name for service in answer.list_services_response.service}
@@ -549,15 +636,35 @@ def test_grpc_health_and_reflection(local_server):
 
 def buf_curl_grpc(server, method: str, data: dict, *extra: str) -> subprocess.CompletedProcess:
     """buf curl over gRPC with no proto files: it learns the schema from server reflection."""
-    return subprocess.run([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(data),
-                           *extra, f"http://{server.grpc_target}/reservation.ReservationService/{method}"],
-                          capture_output=True, text=True, timeout=60, cwd="/")
+    return subprocess.run(
+        [
+            BUF,
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            "--data",
+            json.dumps(data),
+            *extra,
+            f"http://{server.grpc_target}/reservation.ReservationService/{method}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
 
 
 def test_buf_curl_over_grpc_with_reflection_only(local_server):
     room, tenant = unique("room"), unique("team")
-    data = {"reservation": {"userId": "dana", "resourceId": room, "start": "2026-12-01T10:00:00Z",
-                            "end": "2026-12-01T11:00:00Z"}}
+    data = {
+        "reservation": {
+            "userId": "dana",
+            "resourceId": room,
+            "start": "2026-12-01T10:00:00Z",
+            "end": "2026-12-01T11:00:00Z",
+        }
+    }
     answer = buf_curl_grpc(local_server, "reserve", data, "-H", f"x-tenant-id: {tenant}")
     assert answer.returncode == 0, answer.stderr
     made = json.loads(answer.stdout)["reservation"]
@@ -565,9 +672,13 @@ def test_buf_curl_over_grpc_with_reflection_only(local_server):
     clash = buf_curl_grpc(local_server, "reserve", data, "-H", f"x-tenant-id: {tenant}")
     assert clash.returncode != 0 and "failed_precondition" in clash.stderr.lower() and made["id"] in clash.stderr
     # the new RPCs, and the tenant from the header: another tenant sees nothing
-    found = buf_curl_grpc(local_server, "find_slots", {"resourceIds": [room], "start": "2026-12-01T10:00:00Z",
-                                                       "end": "2026-12-01T12:00:00Z", "duration": "3600s"},
-                          "-H", f"x-tenant-id: {tenant}")
+    found = buf_curl_grpc(
+        local_server,
+        "find_slots",
+        {"resourceIds": [room], "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T12:00:00Z", "duration": "3600s"},
+        "-H",
+        f"x-tenant-id: {tenant}",
+    )
     assert found.returncode == 0, found.stderr
     assert [slot["start"] for slot in json.loads(found.stdout)["slots"]] == ["2026-12-01T11:00:00Z"]
     deadline = time.monotonic() + 5

@@ -46,8 +46,7 @@ def workload(api, tenant: str) -> dict:
     def define(**fields):
         return api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(**fields)), context).resource
 
-    define(id="room", labels={"kind": "room"}, max_duration={"seconds": 4 * 3600},
-           buffer_after={"seconds": 600})
+    define(id="room", labels={"kind": "room"}, max_duration={"seconds": 4 * 3600}, buffer_after={"seconds": 600})
     define(id="lot", labels={"kind": "lot"}, capacity=3, step=hour)
     define(id="lot2", labels={"kind": "lot"}, capacity=2, step=hour)
     define(id="spare")
@@ -61,8 +60,10 @@ def workload(api, tenant: str) -> dict:
     }
     assert reserve(resource="room", start=8, end=9, request_id="req-1", note="n") == made["first"]  # a replay
     brief = {"nanos": 1_000_000}
-    displaced = [reserve(resource="room", start=14, end=15, hold_for=brief),
-                 reserve(resource="lot", start=11, end=12, units=2, hold_for=brief)]
+    displaced = [
+        reserve(resource="room", start=14, end=15, hold_for=brief),
+        reserve(resource="lot", start=11, end=12, units=2, hold_for=brief),
+    ]
     made["expiring"] = reserve(resource="room", start=16, end=17, hold_for=brief, user="dee")
     time.sleep(0.01)
     made["displacer"] = reserve(resource="room", start=14, end=15, user="bob")
@@ -70,10 +71,12 @@ def workload(api, tenant: str) -> dict:
     api.confirm(pb.ConfirmRequest(id=made["hold"].id), context)
     api.update(pb.UpdateRequest(id=made["second"].id, note="moved soon"), context)
     api.update(pb.UpdateRequest(id=made["first"].id, status=pb.BLOCKED), context)
-    moves = {"first": pb.RescheduleRequest(id=made["first"].id, start=at(18), end=at(19)),
-             "second": pb.RescheduleRequest(id=made["second"].id, start=at(1, 4), end=at(2, 4), resource_id="desk"),
-             "small": pb.RescheduleRequest(id=made["small"].id, start=at(9), end=at(10), resource_id="lot2"),
-             "parked": pb.RescheduleRequest(id=made["parked"].id, start=at(13), end=at(16))}
+    moves = {
+        "first": pb.RescheduleRequest(id=made["first"].id, start=at(18), end=at(19)),
+        "second": pb.RescheduleRequest(id=made["second"].id, start=at(1, 4), end=at(2, 4), resource_id="desk"),
+        "small": pb.RescheduleRequest(id=made["small"].id, start=at(9), end=at(10), resource_id="lot2"),
+        "parked": pb.RescheduleRequest(id=made["parked"].id, start=at(13), end=at(16)),
+    }
     for name, move in moves.items():
         made[name] = api.reschedule(move, context).reservation
     define(id="lot", labels={"kind": "lot"}, capacity=4, step=hour)
@@ -82,8 +85,12 @@ def workload(api, tenant: str) -> dict:
     for reservation in made.values():
         if reservation.id != made["cancelled"].id:
             assert api.get(pb.GetRequest(id=reservation.id), context).reservation.id == reservation.id
-    for query in (pb.QueryRequest(resource_id="room"), pb.QueryRequest(user_id="bob"), pb.QueryRequest(),
-                  pb.QueryRequest(resource_id="lot", start=at(12), end=at(14), status=pb.PENDING)):
+    for query in (
+        pb.QueryRequest(resource_id="room"),
+        pb.QueryRequest(user_id="bob"),
+        pb.QueryRequest(),
+        pb.QueryRequest(resource_id="lot", start=at(12), end=at(14), status=pb.PENDING),
+    ):
         api.filter(pb.FilterRequest(query=query), context)
         list(api.query(query, context))
     api.list_resources(pb.ListResourcesRequest(labels={"kind": "lot"}), context)
@@ -183,23 +190,31 @@ def test_an_unreadable_item_is_reported(table):
 def test_a_reservation_without_its_booking_is_reported(table):
     booking = stored(table, "second")
     delete(table, layout.booking_key("team-b", booking.reservation))
-    assert only("twin:", problems(table)) == [f"twin: reservation {booking.reservation.id} (tenant team-b) has no "
-                                              f"booking"]
+    assert only("twin:", problems(table)) == [
+        f"twin: reservation {booking.reservation.id} (tenant team-b) has no booking"
+    ]
 
 
 def test_a_booking_without_its_reservation_item_is_reported(table):
     booking = stored(table, "hold", DEFAULT_TENANT)
     delete(table, layout.reservation_key(DEFAULT_TENANT, booking.reservation.id))
-    assert only("twin:", problems(table)) == [f"twin: booking {booking.reservation.id} (tenant default) has no "
-                                              f"reservation item"]
+    assert only("twin:", problems(table)) == [
+        f"twin: booking {booking.reservation.id} (tenant default) has no reservation item"
+    ]
 
 
 def test_twins_that_differ_are_reported(table):
     booking = stored(table, "hold")
-    put(table, layout.reservation_item("team-b", dataclasses.replace(
-        booking, reservation=dataclasses.replace(booking.reservation, note="edited by hand"))))
-    assert only("twin:", problems(table)) == [f"twin: reservation {booking.reservation.id} (tenant team-b) differs "
-                                              f"from its booking"]
+    put(
+        table,
+        layout.reservation_item(
+            "team-b",
+            dataclasses.replace(booking, reservation=dataclasses.replace(booking.reservation, note="edited by hand")),
+        ),
+    )
+    assert only("twin:", problems(table)) == [
+        f"twin: reservation {booking.reservation.id} (tenant team-b) differs from its booking"
+    ]
 
 
 def test_a_booking_in_another_resources_partition_is_reported(table):
@@ -207,14 +222,18 @@ def test_a_booking_in_another_resources_partition_is_reported(table):
     item = layout.booking_item("team-b", booking)
     delete(table, layout.booking_key("team-b", booking.reservation))
     put(table, {**item, **layout.key(layout.resource_pk("team-b", "elsewhere"), item["sk"]["S"])})
-    assert only("tenant:", problems(table)) == [f"tenant: booking {booking.reservation.id} is filed under another "
-                                                f"resource"]
+    assert only("tenant:", problems(table)) == [
+        f"tenant: booking {booking.reservation.id} is filed under another resource"
+    ]
 
 
 def test_an_event_indexed_for_another_tenant_is_reported(table):
     client = table["client"]
-    item = next(i for i in scan_all(client) if layout.kind_of(i) == "event" and "etk" in i
-                and layout.tenant_of(i["pk"]["S"]) == "team-b")
+    item = next(
+        i
+        for i in scan_all(client)
+        if layout.kind_of(i) == "event" and "etk" in i and layout.tenant_of(i["pk"]["S"]) == "team-b"
+    )
     put(table, {**item, "etk": {"S": DEFAULT_TENANT}})
     assert only("tenant:", problems(table))
 
@@ -223,8 +242,14 @@ def test_a_booking_filed_at_another_start_or_with_wrong_index_keys_is_reported(t
     booking = stored(table, "displacer")
     reservation = booking.reservation
     item = layout.booking_item("team-b", booking)
-    put(table, {**item, "start_key": {"S": layout.start_key(reservation.start_ns + 1, reservation.id)},
-                "uk": {"S": layout.user_index_key(DEFAULT_TENANT, reservation.user_id)}})
+    put(
+        table,
+        {
+            **item,
+            "start_key": {"S": layout.start_key(reservation.start_ns + 1, reservation.id)},
+            "uk": {"S": layout.user_index_key(DEFAULT_TENANT, reservation.user_id)},
+        },
+    )
     found = only("index:", problems(table))
     assert len(found) == 2 and all(reservation.id in p for p in found)
     delete(table, layout.booking_key("team-b", reservation))
@@ -235,17 +260,29 @@ def test_a_booking_filed_at_another_start_or_with_wrong_index_keys_is_reported(t
 
 def test_hold_index_keys_that_disagree_with_the_status_are_reported(table):
     confirmed = stored(table, "hold")  # a confirmed hold: no hold index keys
-    put(table, {**layout.booking_item("team-b", confirmed), "hk": {"S": layout.hold_shard(confirmed.reservation.id)},
-                "hexp": {"N": "1"}})
+    put(
+        table,
+        {
+            **layout.booking_item("team-b", confirmed),
+            "hk": {"S": layout.hold_shard(confirmed.reservation.id)},
+            "hexp": {"N": "1"},
+        },
+    )
     assert only("index:", problems(table)) == [f"index: booking {confirmed.reservation.id} has hold index keys"]
-    pending = dataclasses.replace(confirmed, last_event_ns=0, reservation=dataclasses.replace(
-        confirmed.reservation, status=Status.PENDING, expires_at_ns=time.time_ns() + HOUR_NS))
+    pending = dataclasses.replace(
+        confirmed,
+        last_event_ns=0,
+        reservation=dataclasses.replace(
+            confirmed.reservation, status=Status.PENDING, expires_at_ns=time.time_ns() + HOUR_NS
+        ),
+    )
     unindexed = layout.booking_item("team-b", pending)
     del unindexed["hk"], unindexed["hexp"]  # the sweep would never find it
     put(table, layout.reservation_item("team-b", pending), unindexed)
     # (the guards still list it as confirmed: a hand-made change, not one the service makes)
     assert only("index:", unguarded(problems(table))) == [
-        f"index: booking {confirmed.reservation.id} lacks hold index keys"]
+        f"index: booking {confirmed.reservation.id} lacks hold index keys"
+    ]
 
 
 def test_a_booking_the_tenant_index_does_not_return_is_reported(table):
@@ -259,48 +296,67 @@ def test_a_booking_the_tenant_index_does_not_return_is_reported(table):
 
 def test_overlapping_bookings_of_an_exclusive_resource_are_reported(table):
     first = stored(table, "displacer")  # room, 14:00-15:00 (+10 min buffer after)
-    twin = dataclasses.replace(first, last_event_ns=0, reservation=dataclasses.replace(
-        first.reservation, id="00000000-0000-4000-8000-000000000001", start_ns=first.reservation.end_ns + 5 * 60 * 10**9,
-        end_ns=first.reservation.end_ns + 35 * 60 * 10**9))
+    twin = dataclasses.replace(
+        first,
+        last_event_ns=0,
+        reservation=dataclasses.replace(
+            first.reservation,
+            id="00000000-0000-4000-8000-000000000001",
+            start_ns=first.reservation.end_ns + 5 * 60 * 10**9,
+            end_ns=first.reservation.end_ns + 35 * 60 * 10**9,
+        ),
+    )
     put(table, layout.reservation_item("team-b", twin), layout.booking_item("team-b", twin))
     # (no guard lists the hand-made twin either: reported as such)
-    assert only("overlap:", unguarded(problems(table))) == [f"overlap: {first.reservation.id} and {twin.reservation.id} of "
-                                                 f"resource room (tenant team-b)"]
+    assert only("overlap:", unguarded(problems(table))) == [
+        f"overlap: {first.reservation.id} and {twin.reservation.id} of resource room (tenant team-b)"
+    ]
 
 
 def test_pool_counters_that_differ_from_the_bookings_are_reported(table):
     client = table["client"]
-    definition = layout.definition_from(client.get_item(TableName=TABLE, Key=layout.definition_key(
-        "team-b", "lot"))["Item"])
+    definition = layout.definition_from(
+        client.get_item(TableName=TABLE, Key=layout.definition_key("team-b", "lot"))["Item"]
+    )
     full = stored(table, "full")  # 3 units, 11:00-12:00
     index = definition.shape.bucket_of(full.reservation.start_ns)
     start, _ = definition.shape.bucket_span(index)
-    client.update_item(TableName=TABLE, Key=layout.bucket_key("team-b", "lot", index),
-                       UpdateExpression="SET #c = :one", ExpressionAttributeNames={
-                           "#c": layout.cell_attribute(start, full.reservation.start_ns)},
-                       ExpressionAttributeValues={":one": {"N": "1"}})
+    client.update_item(
+        TableName=TABLE,
+        Key=layout.bucket_key("team-b", "lot", index),
+        UpdateExpression="SET #c = :one",
+        ExpressionAttributeNames={"#c": layout.cell_attribute(start, full.reservation.start_ns)},
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
     assert only("capacity:", problems(table)) == [
         f"capacity: resource lot (tenant team-b) counts 1 units at {full.reservation.start_ns // 10**9} s, its "
-        f"bookings take 3"]
+        f"bookings take 3"
+    ]
 
 
 def test_a_pool_cell_over_capacity_is_reported(table):
     client = table["client"]
     full = stored(table, "full")
-    definition = layout.definition_from(client.get_item(TableName=TABLE, Key=layout.definition_key(
-        "team-b", "lot"))["Item"])
-    extra = layout.Booking(dataclasses.replace(full.reservation, id="00000000-0000-4000-8000-000000000002", units=1),
-                           pooled=True)
+    definition = layout.definition_from(
+        client.get_item(TableName=TABLE, Key=layout.definition_key("team-b", "lot"))["Item"]
+    )
+    extra = layout.Booking(
+        dataclasses.replace(full.reservation, id="00000000-0000-4000-8000-000000000002", units=1), pooled=True
+    )
     index = definition.shape.bucket_of(full.reservation.start_ns)
     start, _ = definition.shape.bucket_span(index)
-    client.update_item(TableName=TABLE, Key=layout.bucket_key("team-b", "lot", index),
-                       UpdateExpression="ADD #c :one", ExpressionAttributeNames={
-                           "#c": layout.cell_attribute(start, full.reservation.start_ns)},
-                       ExpressionAttributeValues={":one": {"N": "1"}})
+    client.update_item(
+        TableName=TABLE,
+        Key=layout.bucket_key("team-b", "lot", index),
+        UpdateExpression="ADD #c :one",
+        ExpressionAttributeNames={"#c": layout.cell_attribute(start, full.reservation.start_ns)},
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
     put(table, layout.reservation_item("team-b", extra), layout.booking_item("team-b", extra))
     assert only("capacity:", problems(table)) == [
         f"capacity: resource lot (tenant team-b) has 4 units booked at {full.reservation.start_ns // 10**9} s, "
-        f"over its capacity 3"]
+        f"over its capacity 3"
+    ]
 
 
 def test_a_booking_of_the_other_shape_is_reported(table):
@@ -316,8 +372,7 @@ def test_a_booking_of_the_other_shape_is_reported(table):
 def test_a_recorded_longest_reservation_that_is_too_short_is_reported(table, whose):
     if whose == "pool":
         item = table["client"].get_item(TableName=TABLE, Key=layout.definition_key("team-b", "lot"))["Item"]
-        put(table, layout.definition_item("team-b", dataclasses.replace(layout.definition_from(item),
-                                                                         longest_ns=1)))
+        put(table, layout.definition_item("team-b", dataclasses.replace(layout.definition_from(item), longest_ns=1)))
         expected = "its pool's recorded longest"
     else:
         put(table, {**layout.longest_key("team-b", "bob" if whose == "user" else ""), "longest": {"N": "1"}})
@@ -330,17 +385,29 @@ def test_a_request_record_that_names_another_reservation_is_reported(table):
     first = stored(table, "first")
     item = table["client"].get_item(TableName=TABLE, Key=layout.request_key("team-b", "req-1"))["Item"]
     remembered = layout.remembered_from(item, 0)
-    put(table, layout.request_item("team-b", "req-1", remembered.fingerprint,
-                                   dataclasses.replace(first.reservation, user_id="mallory"),
-                                   int(item["expires_at"]["N"])))
+    put(
+        table,
+        layout.request_item(
+            "team-b",
+            "req-1",
+            remembered.fingerprint,
+            dataclasses.replace(first.reservation, user_id="mallory"),
+            int(item["expires_at"]["N"]),
+        ),
+    )
     assert only("bad request record", problems(table)) == [
-        f"bad request record T#team-b#REQ#req-1: reservation {first.reservation.id} differs"]
+        f"bad request record T#team-b#REQ#req-1: reservation {first.reservation.id} differs"
+    ]
 
 
 def _last_events(table, booking, tenant="team-b") -> list:
-    return [item for item in scan_all(table["client"]) if layout.kind_of(item) == "event"
-            and layout.tenant_of(item["pk"]["S"]) == tenant
-            and layout.event_time_of(item["ek"]["S"]) == booking.last_event_ns]
+    return [
+        item
+        for item in scan_all(table["client"])
+        if layout.kind_of(item) == "event"
+        and layout.tenant_of(item["pk"]["S"]) == tenant
+        and layout.event_time_of(item["ek"]["S"]) == booking.last_event_ns
+    ]
 
 
 def test_a_change_without_its_event_is_reported(table):
@@ -348,8 +415,9 @@ def test_a_change_without_its_event_is_reported(table):
     events = _last_events(table, booking)
     assert events
     delete(table, *[layout.key(*layout.pair(event)) for event in events])
-    assert only("event:", problems(table)) == [f"event: reservation {booking.reservation.id} (tenant team-b) has no "
-                                               f"event for its last change"]
+    assert only("event:", problems(table)) == [
+        f"event: reservation {booking.reservation.id} (tenant team-b) has no event for its last change"
+    ]
 
 
 def test_an_event_that_tells_another_state_is_reported(table):
@@ -358,8 +426,9 @@ def test_an_event_that_tells_another_state_is_reported(table):
         event = layout.event_from(item)
         told = dataclasses.replace(event, reservation=dataclasses.replace(event.reservation, note="not this"))
         put(table, layout.event_item("team-b", told, layout.resource_of(item["pk"]["S"])))
-    assert only("event:", problems(table)) == [f"event: the last event of reservation {booking.reservation.id} "
-                                               f"shows another state"]
+    assert only("event:", problems(table)) == [
+        f"event: the last event of reservation {booking.reservation.id} shows another state"
+    ]
 
 
 def test_units_still_counted_in_a_pool_without_bookings_are_reported(table):
@@ -367,11 +436,13 @@ def test_units_still_counted_in_a_pool_without_bookings_are_reported(table):
     TTL deletion leaves the hold's units counted ... until an operator repairs it"), the counters that stay are
     reported (the checker once compared counters only for resources that still had a booking)."""
     small = stored(table, "small")  # the only booking of lot2, 1 unit at 09:00-10:00
-    delete(table, layout.reservation_key("team-b", small.reservation.id),
-           layout.booking_key("team-b", small.reservation))
+    delete(
+        table, layout.reservation_key("team-b", small.reservation.id), layout.booking_key("team-b", small.reservation)
+    )
     assert only("capacity:", problems(table)) == [
         f"capacity: resource lot2 (tenant team-b) counts 1 units at {small.reservation.start_ns // 10**9} s, its "
-        f"bookings take 0"]
+        f"bookings take 0"
+    ]
 
 
 def test_a_pool_counter_without_bookings_is_reported_where_the_pool_has_others(table):
@@ -380,7 +451,8 @@ def test_a_pool_counter_without_bookings_is_reported_where_the_pool_has_others(t
     delete(table, layout.reservation_key("team-b", full.reservation.id), layout.booking_key("team-b", full.reservation))
     assert only("capacity:", problems(table)) == [
         f"capacity: resource lot (tenant team-b) counts 3 units at {full.reservation.start_ns // 10**9} s, its "
-        f"bookings take 0"]
+        f"bookings take 0"
+    ]
 
 
 def test_index_keys_of_definitions_and_events_that_name_another_tenant_are_reported(table):
@@ -392,8 +464,11 @@ def test_index_keys_of_definitions_and_events_that_name_another_tenant_are_repor
     put(table, {**definition, "dk": {"S": DEFAULT_TENANT}})
     found = problems(table)
     put(table, definition)
-    event = next(i for i in scan_all(client) if layout.kind_of(i) == "event" and "euk" in i
-                 and layout.tenant_of(i["pk"]["S"]) == "team-b")
+    event = next(
+        i
+        for i in scan_all(client)
+        if layout.kind_of(i) == "event" and "euk" in i and layout.tenant_of(i["pk"]["S"]) == "team-b"
+    )
     put(table, {**event, "euk": {"S": layout.user_index_key(DEFAULT_TENANT, "ann")}})
     found += problems(table)
     assert len(found) == 2 and all(p.startswith("tenant:") for p in found), found
@@ -403,6 +478,11 @@ def test_a_reservation_item_under_another_id_is_reported(table):
     """A copy of a reservation item under another reservation's key (get of that id answers someone else's
     reservation) is reported (items were once matched to their bookings by the id they carry only)."""
     booking = stored(table, "hold")
-    put(table, {**layout.reservation_item("team-b", booking),
-                **layout.reservation_key("team-b", "00000000-0000-4000-8000-000000000003")})
+    put(
+        table,
+        {
+            **layout.reservation_item("team-b", booking),
+            **layout.reservation_key("team-b", "00000000-0000-4000-8000-000000000003"),
+        },
+    )
     assert only("", problems(table))

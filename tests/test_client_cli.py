@@ -1,4 +1,5 @@
 """The Python client library and the rsvp CLI, against `make serve`."""
+
 import argparse
 import datetime
 import json
@@ -22,7 +23,7 @@ from harness.moto import ROOT
 from rsvp import cli
 from rsvp.client import ReservationClient, ReservationError
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 HOUR = datetime.timedelta(hours=1)
 
@@ -108,9 +109,23 @@ def rsvp(local_server, capsys, *arguments) -> tuple:
 
 def test_cli_reserve_query_timeline_and_json(local_server, capsys):
     resource = room()
-    code, out, _ = rsvp(local_server, capsys, "--tz", "Europe/Paris", "reserve", "--resource", resource,
-                        "--user", "alice", "--start", "2026-12-01T10:00", "--end", "2026-12-01T12:30",
-                        "--note", "planning")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "--tz",
+        "Europe/Paris",
+        "reserve",
+        "--resource",
+        resource,
+        "--user",
+        "alice",
+        "--start",
+        "2026-12-01T10:00",
+        "--end",
+        "2026-12-01T12:30",
+        "--note",
+        "planning",
+    )
     assert code == 0 and "2026-12-01T10:00+01:00" in out and "planning" in out
     reservation_id = out.splitlines()[1].split()[0]
     code, out, _ = rsvp(local_server, capsys, "--tz", "Europe/Paris", "query", "--resource", resource)
@@ -121,15 +136,34 @@ def test_cli_reserve_query_timeline_and_json(local_server, capsys):
     assert (document["id"], document["start"]) == (reservation_id, "2026-12-01T09:00:00Z")
     code, out, _ = rsvp(local_server, capsys, "update", reservation_id, "--clear-note", "--status", "CONFIRMED")
     assert code == 0 and "CONFIRMED" in out and "planning" not in out
-    code, out, _ = rsvp(local_server, capsys, "--json", "query", "--user", "alice", "--start",
-                        "2026-12-01T09:30Z", "--end", "2026-12-01T09:31Z")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "--json",
+        "query",
+        "--user",
+        "alice",
+        "--start",
+        "2026-12-01T09:30Z",
+        "--end",
+        "2026-12-01T09:31Z",
+    )
     assert reservation_id in [r["id"] for r in json.loads(out)]
 
 
 def test_cli_errors(local_server, capsys):
     resource = room()
-    arguments = ["reserve", "--resource", resource, "--user", "a", "--start", "2026-12-01T10:00Z",
-                 "--end", "2026-12-01T11:00Z"]
+    arguments = [
+        "reserve",
+        "--resource",
+        resource,
+        "--user",
+        "a",
+        "--start",
+        "2026-12-01T10:00Z",
+        "--end",
+        "2026-12-01T11:00Z",
+    ]
     assert rsvp(local_server, capsys, *arguments)[0] == 0
     code, out, err = rsvp(local_server, capsys, *arguments)
     assert code == 1 and out == ""
@@ -152,8 +186,22 @@ def test_rsvp_is_installed_as_a_command():
 
 def test_cli_takes_global_options_after_the_command(local_server, capsys):
     resource = room()
-    code, out, _ = rsvp(local_server, capsys, "reserve", "--resource", resource, "--user", "alice", "--start",
-                        "2026-12-01T10:00", "--end", "2026-12-01T11:00", "--tz", "Europe/Paris", "--json")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "reserve",
+        "--resource",
+        resource,
+        "--user",
+        "alice",
+        "--start",
+        "2026-12-01T10:00",
+        "--end",
+        "2026-12-01T11:00",
+        "--tz",
+        "Europe/Paris",
+        "--json",
+    )
     assert code == 0
     made = json.loads(out)
     assert made["start"] == "2026-12-01T09:00:00Z"  # read in Europe/Paris although --tz came after
@@ -187,8 +235,18 @@ def test_cli_uses_port_as_make_serve_does(local_server, capsys, monkeypatch):
     assert "URL from $RSVP_URL" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:18100", "localhost:8000", "http//127.0.0.1:8000", "http://",
-                                 "ftp://127.0.0.1:8000", "http://127.0.0.1:99999", "http://127.0.0.1:8000?x=1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "127.0.0.1:18100",
+        "localhost:8000",
+        "http//127.0.0.1:8000",
+        "http://",
+        "ftp://127.0.0.1:8000",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:8000?x=1",
+    ],
+)
 def test_cli_says_bad_url_for_a_bad_url(capsys, monkeypatch, url):
     with pytest.raises(SystemExit) as raised:
         cli.main(["--url", url, "get", str(uuid.uuid4())])
@@ -227,12 +285,17 @@ def test_status_names_come_from_the_generated_descriptors():
     assert client.STATUS_NAMES == values
     assert set(client.SETTABLE_STATUSES) == {name for name, number in values.items() if number != 0}
     commands = cli.build_parser()._subparsers._group_actions[0].choices
-    choices = {name: {action.dest: action.choices for action in commands[name]._actions}["status"]
-               for name in ("reserve", "update", "query")}
+    choices = {
+        name: {action.dest: action.choices for action in commands[name]._actions}["status"]
+        for name in ("reserve", "update", "query")
+    }
     assert list(choices["query"]) == list(client.SETTABLE_STATUSES)  # a filter: EXPIRED finds expired holds
     # EXPIRED only ever comes from the service (the proto): it is no status to set
-    assert list(choices["update"]) == list(choices["reserve"]) == [
-        name for name in client.SETTABLE_STATUSES if name != "EXPIRED"]
+    assert (
+        list(choices["update"])
+        == list(choices["reserve"])
+        == [name for name in client.SETTABLE_STATUSES if name != "EXPIRED"]
+    )
     assert client.status_name(2) == "CONFIRMED" and client.status_name(99) == "99"  # a newer server's status
     assert client.SERVICE_NAME == pb.DESCRIPTOR.services_by_name["ReservationService"].full_name
 
@@ -261,12 +324,22 @@ def stamp(moment: datetime.datetime) -> Timestamp:
 
 
 def booking(start, end, units=1, status="CONFIRMED", user="u", **fields) -> pb.Reservation:
-    return pb.Reservation(id=str(uuid.uuid4()), user_id=user, resource_id="lot", start=stamp(start), end=stamp(end),
-                          units=units, status=pb.ReservationStatus.Value(status), **fields)
+    return pb.Reservation(
+        id=str(uuid.uuid4()),
+        user_id=user,
+        resource_id="lot",
+        start=stamp(start),
+        end=stamp(end),
+        units=units,
+        status=pb.ReservationStatus.Value(status),
+        **fields,
+    )
 
 
-@pytest.mark.parametrize("text, minutes", [("90s", 1.5), ("5m", 5), ("1h30m", 90), ("2d", 2880), ("1w", 10080),
-                                           ("1d12h", 2160), ("0", 0), ("1.5s", 0.025)])
+@pytest.mark.parametrize(
+    "text, minutes",
+    [("90s", 1.5), ("5m", 5), ("1h30m", 90), ("2d", 2880), ("1w", 10080), ("1d12h", 2160), ("0", 0), ("1.5s", 0.025)],
+)
 def test_durations_are_read_as_people_write_them(text, minutes):
     length = cli.parse_duration(text)
     assert length == datetime.timedelta(minutes=minutes)
@@ -283,29 +356,38 @@ def test_a_bad_duration_is_refused(text):
 RESERVE = ["reserve", "--resource", "r", "--user", "u", "--start", "2030-06-04T10:00Z", "--end", "2030-06-04T11:00Z"]
 
 
-@pytest.mark.parametrize("arguments, said", [
-    (RESERVE + ["--hold", "5x"], "argument --hold: not a duration: '5x'"),
-    (RESERVE + ["--hold", "0"], "must be longer than 0"),
-    (RESERVE + ["--hold", "5m", "--status", "CONFIRMED"], "--hold makes a PENDING hold"),
-    (RESERVE + ["--units", "0"], "must be at least 1"),
-    (RESERVE + ["--status", "EXPIRED"], "invalid choice: 'EXPIRED'"),
-    (["--tz", "Europe/Paris", *RESERVE[:5], "--start", "2030-03-31T02:30", "--end", "2030-03-31T04:00"],
-     "2030-03-31T02:30:00 does not exist in Europe/Paris"),
-    (["move", "x", "--start", "soon"], "not an ISO-8601 time: 'soon'"),
-    (["resource", "define", "r", "--step", "15"], "(say 15m or 15s)"),
-    (["resource", "define", "r", "--label", "site"], "not a label: 'site'"),
-    (["resource", "list", "--label", "=x"], "not a label"),
-    (["slots", "--resource", "r", "--duration", "0"], "must be longer than 0"),
-    (["slots", "--resource", "r"], "the following arguments are required: --duration"),
-    (["free", "--resource", "a", "--label", "k=v"], "needs --resource (one or more) or --label, not both"),
-    (["free"], "needs --resource"),
-    (["free", "--resource", "a", "--start", "2030-06-04T10:00", "--end", "2030-06-04T09:00"],
-     "--end must be after --start"),
-    (["free", "--resource", "a", "--start", "2030-06-04", "--end", "2030-06-05", "--cell", "1m"],
-     "more than 400 columns"),
-    (["watch", "--resource", "a", "--user", "b"], "not allowed with argument"),
-    (["update", "x", "--status", "EXPIRED"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "arguments, said",
+    [
+        ([*RESERVE, "--hold", "5x"], "argument --hold: not a duration: '5x'"),
+        ([*RESERVE, "--hold", "0"], "must be longer than 0"),
+        ([*RESERVE, "--hold", "5m", "--status", "CONFIRMED"], "--hold makes a PENDING hold"),
+        ([*RESERVE, "--units", "0"], "must be at least 1"),
+        ([*RESERVE, "--status", "EXPIRED"], "invalid choice: 'EXPIRED'"),
+        (
+            ["--tz", "Europe/Paris", *RESERVE[:5], "--start", "2030-03-31T02:30", "--end", "2030-03-31T04:00"],
+            "2030-03-31T02:30:00 does not exist in Europe/Paris",
+        ),
+        (["move", "x", "--start", "soon"], "not an ISO-8601 time: 'soon'"),
+        (["resource", "define", "r", "--step", "15"], "(say 15m or 15s)"),
+        (["resource", "define", "r", "--label", "site"], "not a label: 'site'"),
+        (["resource", "list", "--label", "=x"], "not a label"),
+        (["slots", "--resource", "r", "--duration", "0"], "must be longer than 0"),
+        (["slots", "--resource", "r"], "the following arguments are required: --duration"),
+        (["free", "--resource", "a", "--label", "k=v"], "needs --resource (one or more) or --label, not both"),
+        (["free"], "needs --resource"),
+        (
+            ["free", "--resource", "a", "--start", "2030-06-04T10:00", "--end", "2030-06-04T09:00"],
+            "--end must be after --start",
+        ),
+        (
+            ["free", "--resource", "a", "--start", "2030-06-04", "--end", "2030-06-05", "--cell", "1m"],
+            "more than 400 columns",
+        ),
+        (["watch", "--resource", "a", "--user", "b"], "not allowed with argument"),
+        (["update", "x", "--status", "EXPIRED"], "invalid choice"),
+    ],
+)
 def test_bad_usage_exits_2_saying_why(capsys, arguments, said):
     with pytest.raises(SystemExit) as raised:
         cli.main(["--url", "http://127.0.0.1:9", *arguments])
@@ -335,8 +417,9 @@ def test_local_zone_keeps_daylight_saving(tmp_path):
         (tmp_path / "localtime").symlink_to(tokyo)
         assert str(cli.local_zone({}, str(tmp_path / "localtime"))) == "Asia/Tokyo"
         (tmp_path / "copy").write_bytes(tokyo.read_bytes())
-        assert cli.local_zone({"TZ": "Nowhere/Atlantis"}, str(tmp_path / "copy")).utcoffset(july) == \
-            datetime.timedelta(hours=9)
+        assert cli.local_zone({"TZ": "Nowhere/Atlantis"}, str(tmp_path / "copy")).utcoffset(july) == datetime.timedelta(
+            hours=9
+        )
     assert cli.local_zone({}, str(tmp_path / "missing")).utcoffset(july) is not None  # today's offset at least
 
 
@@ -357,9 +440,11 @@ def availability(*entries) -> pb.AvailabilityResponse:
 
 
 def test_format_free_grid_of_two_rooms_and_a_pool():
-    answer = availability(("room-a", 1, [(8, 9, 1), (9, 10, 0), (10, 12, 1)]),
-                          ("room-b", 1, [(8, 8 + 1 / 3, 0), (8 + 1 / 3, 11, 1), (11, 12, 0)]),
-                          ("lot", 3, [(8, 9, 3), (9, 10, 1), (10, 11, 0), (11, 12, 2)]))
+    answer = availability(
+        ("room-a", 1, [(8, 9, 1), (9, 10, 0), (10, 12, 1)]),
+        ("room-b", 1, [(8, 8 + 1 / 3, 0), (8 + 1 / 3, 11, 1), (11, 12, 0)]),
+        ("lot", 3, [(8, 9, 3), (9, 10, 1), (10, 11, 0), (11, 12, 2)]),
+    )
     text = cli.format_free(answer, at(8), at(12), datetime.timedelta(minutes=30), 0, PARIS)
     assert text.splitlines() == [
         "free/busy 2030-06-04 Tue 08:00-12:00 (Europe/Paris), one column = 30m",
@@ -395,11 +480,16 @@ def test_grid_cells_fit_the_window():
 
 
 def test_format_occupancy_of_a_pool():
-    reservations = [booking(at(8), at(10), 2), booking(at(9), at(9.25), 1),
-                    booking(at(10), at(11), 3, status="EXPIRED", expires_at=stamp(at(-30)))]  # frees its units
+    reservations = [
+        booking(at(8), at(10), 2),
+        booking(at(9), at(9.25), 1),
+        booking(at(10), at(11), 3, status="EXPIRED", expires_at=stamp(at(-30))),
+    ]  # frees its units
     lines = cli.format_occupancy("lot", reservations, 3, datetime.timedelta(minutes=15), PARIS).splitlines()
-    assert lines[0] == ("lot  capacity 3, one character per 30m: the most units in use then (. none, "
-                        "digits: units in use, # full; Europe/Paris)")
+    assert lines[0] == (
+        "lot  capacity 3, one character per 30m: the most units in use then (. none, "
+        "digits: units in use, # full; Europe/Paris)"
+    )
     assert lines[1] == " " * 16 + "00  02  04  06  08  10  12  14  16  18  20  22"
     assert lines[2] == "2030-06-04 Tue |" + "." * 16 + "22#2" + "." * 28 + "| peak 3/3"
     assert lines[3].split()[5:10] == ["u", "CONFIRMED", reservations[0].id, "2", "units"]
@@ -408,9 +498,13 @@ def test_format_occupancy_of_a_pool():
 
 def test_format_occupancy_of_a_big_pool_on_a_dst_day_and_of_nights():
     spring = datetime.datetime(2030, 3, 31, tzinfo=PARIS)  # 23 hours long
-    lines = cli.format_occupancy("lot", [booking(at(0, spring), at(1, spring), 10),
-                                         booking(at(4, spring), at(5, spring), 40)], 40,
-                                 datetime.timedelta(minutes=15), PARIS).splitlines()
+    lines = cli.format_occupancy(
+        "lot",
+        [booking(at(0, spring), at(1, spring), 10), booking(at(4, spring), at(5, spring), 40)],
+        40,
+        datetime.timedelta(minutes=15),
+        PARIS,
+    ).splitlines()
     bar = lines[2].split("|")[1]
     assert len(bar) == 46 and bar.startswith("▂▂....#") and lines[2].endswith("peak 40/40")  # 04:00 is 03:00 UTC
     nights = [booking(at(-24), at(24), 1), booking(at(0), at(48), 1)]
@@ -427,11 +521,16 @@ def test_format_event_lines():
     event = pb.ChangeEvent(kind=pb.RESERVATION_RESCHEDULED, at=stamp(at(-1)), reservation=after, before=before)
     assert cli.format_event(event, PARIS) == (
         f"2030-06-03 23:00:00  rescheduled  {after.id}  lot  alice  2030-06-04 14:00-15:00  "
-        f"(PENDING, was lot 2030-06-04 10:00-11:00)")
-    event = pb.ChangeEvent(kind=pb.RESOURCE_DEFINED, at=stamp(at(0)), resource=pb.Resource(
-        id="lot", capacity=3, step=Duration(seconds=900), labels={"site": "paris"}))
-    assert cli.format_event(event, PARIS) == ("2030-06-04 00:00:00  resource defined    lot  "
-                                              "(capacity 3, step 15m, site=paris)")
+        f"(PENDING, was lot 2030-06-04 10:00-11:00)"
+    )
+    event = pb.ChangeEvent(
+        kind=pb.RESOURCE_DEFINED,
+        at=stamp(at(0)),
+        resource=pb.Resource(id="lot", capacity=3, step=Duration(seconds=900), labels={"site": "paris"}),
+    )
+    assert cli.format_event(event, PARIS) == (
+        "2030-06-04 00:00:00  resource defined    lot  (capacity 3, step 15m, site=paris)"
+    )
 
 
 def test_slot_starts_are_compressed_into_runs():
@@ -441,26 +540,64 @@ def test_slot_starts_are_compressed_into_runs():
 
 def test_cli_resources_define_show_set_list_delete(local_server, capsys):
     site, lot, hall = uuid.uuid4().hex[:8], room(), room()
-    code, out, _ = rsvp(local_server, capsys, "resource", "define", hall, "--name", "Main hall", "--label",
-                        f"site={site}", "--label", "floor=2", "--max-duration", "2h", "--buffer-after", "10m",
-                        "--step", "15m", "--time-zone", "Europe/Paris")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "resource",
+        "define",
+        hall,
+        "--name",
+        "Main hall",
+        "--label",
+        f"site={site}",
+        "--label",
+        "floor=2",
+        "--max-duration",
+        "2h",
+        "--buffer-after",
+        "10m",
+        "--step",
+        "15m",
+        "--time-zone",
+        "Europe/Paris",
+    )
     assert code == 0 and out.splitlines() == [
-        f"{hall}  Main hall", "  capacity      1 (exclusive)", f"  labels        floor=2 site={site}",
-        "  max duration  2h", "  step          15m (grid from local midnight, Europe/Paris)", "  buffer after  10m"]
-    code, out, _ = rsvp(local_server, capsys, "resource", "set", hall, "--min-notice", "1h", "--label", "floor=",
-                        "--json")
+        f"{hall}  Main hall",
+        "  capacity      1 (exclusive)",
+        f"  labels        floor=2 site={site}",
+        "  max duration  2h",
+        "  step          15m (grid from local midnight, Europe/Paris)",
+        "  buffer after  10m",
+    ]
+    code, out, _ = rsvp(
+        local_server, capsys, "resource", "set", hall, "--min-notice", "1h", "--label", "floor=", "--json"
+    )
     shown = json.loads(out)
     assert code == 0 and shown["labels"] == {"site": site} and shown["maxDuration"] == "7200s"
     assert shown["minNotice"] == "3600s" and shown["name"] == "Main hall"
     code, _, err = rsvp(local_server, capsys, "resource", "define", lot, "--capacity", "40", "--label", f"site={site}")
     assert code == 1 and "step" in err  # a pool needs its grid: the service says so
-    code, out, _ = rsvp(local_server, capsys, "resource", "define", lot, "--capacity", "40", "--step", "15m",
-                        "--label", f"site={site}", "--hold-for", "10m")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "resource",
+        "define",
+        lot,
+        "--capacity",
+        "40",
+        "--step",
+        "15m",
+        "--label",
+        f"site={site}",
+        "--hold-for",
+        "10m",
+    )
     assert code == 0 and "40 (a pool)" in out and "hold for      10m" in out
     code, out, _ = rsvp(local_server, capsys, "resource", "list", "--label", f"site={site}")
-    assert [line.split()[0] for line in out.splitlines()] == ["ID"] + sorted([hall, lot])
-    code, out, _ = rsvp(local_server, capsys, "resource", "list", "--label", f"site={site}", "--label", "floor=2",
-                        "--json")
+    assert [line.split()[0] for line in out.splitlines()] == ["ID", *sorted([hall, lot])]
+    code, out, _ = rsvp(
+        local_server, capsys, "resource", "list", "--label", f"site={site}", "--label", "floor=2", "--json"
+    )
     assert json.loads(out) == []
     code, out, _ = rsvp(local_server, capsys, "resource", "show", lot, "--json")
     assert json.loads(out)["capacity"] == 40 and json.loads(out)["step"] == "900s"
@@ -475,8 +612,23 @@ def test_cli_resources_define_show_set_list_delete(local_server, capsys):
 def test_cli_units_holds_and_move(local_server, capsys):
     pool, hall, other = room(), room(), room()
     assert rsvp(local_server, capsys, "resource", "define", pool, "--capacity", "3", "--step", "15m")[0] == 0
-    code, out, _ = rsvp(local_server, capsys, "reserve", "--resource", pool, "--user", "alice", "--start",
-                        "2030-06-04T08:00Z", "--end", "2030-06-04T10:00Z", "--units", "2", "--hold", "5m")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "reserve",
+        "--resource",
+        pool,
+        "--user",
+        "alice",
+        "--start",
+        "2030-06-04T08:00Z",
+        "--end",
+        "2030-06-04T10:00Z",
+        "--units",
+        "2",
+        "--hold",
+        "5m",
+    )
     assert code == 0 and out.split()[:8] == ["ID", "STATUS", "RESOURCE", "USER", "START", "END", "UNITS", "EXPIRES"]
     hold = out.splitlines()[1].split()[0]
     code, out, _ = rsvp(local_server, capsys, "get", hold, "--json")
@@ -484,13 +636,39 @@ def test_cli_units_holds_and_move(local_server, capsys):
     expires = datetime.datetime.fromisoformat(made["expiresAt"].replace("Z", "+00:00"))
     assert made["units"] == 2 and made["status"] == "PENDING"
     assert datetime.timedelta(minutes=4) < expires - datetime.datetime.now(UTC) <= datetime.timedelta(minutes=5)
-    code, out, err = rsvp(local_server, capsys, "--tz", "UTC", "reserve", "--resource", pool, "--user", "bob",
-                          "--start", "2030-06-04T08:30Z", "--end", "2030-06-04T09:00Z", "--units", "2")
+    code, out, err = rsvp(
+        local_server,
+        capsys,
+        "--tz",
+        "UTC",
+        "reserve",
+        "--resource",
+        pool,
+        "--user",
+        "bob",
+        "--start",
+        "2030-06-04T08:30Z",
+        "--end",
+        "2030-06-04T09:00Z",
+        "--units",
+        "2",
+    )
     assert code == 1 and out == "" and err.startswith("rsvp: failed_precondition:")
     assert f"conflicts with {hold} [2030-06-04T08:00:00+00:00, 2030-06-04T10:00:00+00:00), 2 units" in err
     assert "units free in [2030-06-04T08:30:00+00:00, 2030-06-04T08:45:00+00:00): 1, asked 2" in err
-    code, _, err = rsvp(local_server, capsys, "reserve", "--resource", pool, "--user", "bob", "--start",
-                        "2030-06-04T08:05Z", "--end", "2030-06-04T09:00Z")
+    code, _, err = rsvp(
+        local_server,
+        capsys,
+        "reserve",
+        "--resource",
+        pool,
+        "--user",
+        "bob",
+        "--start",
+        "2030-06-04T08:05Z",
+        "--end",
+        "2030-06-04T09:00Z",
+    )
     assert code == 1 and "invalid_argument" in err and "15m grid (step)" in err
     code, out, _ = rsvp(local_server, capsys, "confirm", hold)
     assert code == 0 and "CONFIRMED" in out and "EXPIRES" not in out  # confirm clears the expiry
@@ -499,15 +677,35 @@ def test_cli_units_holds_and_move(local_server, capsys):
     first = ReservationClient(local_server.url).reserve(hall, "alice", at(10), at(11)).id
     second = ReservationClient(local_server.url).reserve(hall, "bob", at(15), at(16)).id
     code, out, _ = rsvp(local_server, capsys, "move", first, "--start", "2030-06-04T12:00+02:00", "--json")
-    assert code == 0 and (json.loads(out)["start"], json.loads(out)["end"]) == ("2030-06-04T10:00:00Z",
-                                                                              "2030-06-04T11:00:00Z")
+    assert code == 0 and (json.loads(out)["start"], json.loads(out)["end"]) == (
+        "2030-06-04T10:00:00Z",
+        "2030-06-04T11:00:00Z",
+    )
     code, out, err = rsvp(local_server, capsys, "move", first, "--start", "2030-06-04T16:05+02:00")
     assert code == 1 and f"conflicts with {second}" in err  # its buffer: 16:00-16:10
     assert f"not overlapping the asked window: {hall} keeps buffer time" in err
-    code, out, _ = rsvp(local_server, capsys, "--tz", "Europe/Paris", "move", first, "--resource", other,
-                        "--start", "2030-06-04T15:00", "--end", "2030-06-04T15:30")
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "--tz",
+        "Europe/Paris",
+        "move",
+        first,
+        "--resource",
+        other,
+        "--start",
+        "2030-06-04T15:00",
+        "--end",
+        "2030-06-04T15:30",
+    )
     assert code == 0 and out.splitlines()[1].split()[:6] == [
-        first, "PENDING", other, "alice", "2030-06-04T15:00+02:00", "2030-06-04T15:30+02:00"]
+        first,
+        "PENDING",
+        other,
+        "alice",
+        "2030-06-04T15:00+02:00",
+        "2030-06-04T15:30+02:00",
+    ]
     code, _, err = rsvp(local_server, capsys, "move", str(uuid.uuid4()), "--start", "2030-06-04T15:00Z")
     assert code == 1 and "not_found" in err
 
@@ -541,22 +739,43 @@ def test_cli_free_grid_for_two_rooms_and_a_pool(local_server, capsys):
     for start, end, units in ((9, 10, 2), (10, 11, 3), (11, 12, 1)):
         client.reserve(lot, "u", at(start), at(end), units=units)
     window = ["--start", "2030-06-04T08:00", "--end", "2030-06-04T12:00", "--tz", "Europe/Paris"]
-    code, out, _ = rsvp(local_server, capsys, "free", "--resource", room_a, "--resource", room_b, "--resource", lot,
-                        "--cell", "30m", *window)
+    code, out, _ = rsvp(
+        local_server,
+        capsys,
+        "free",
+        "--resource",
+        room_a,
+        "--resource",
+        room_b,
+        "--resource",
+        lot,
+        "--cell",
+        "30m",
+        *window,
+    )
     width = len(lot) + 4  # the longest name: "c-... (3)"
     assert code == 0 and out.splitlines()[3:] == [
-        f"{room_a:<{width}} |..##....|", f"{room_b:<{width}} |:.....##|", f"{lot} (3) |..11##22|", "",
-        f"{room_a}: free 08:00-09:00, 10:00-12:00", f"{room_b}: free 08:20-11:00",
-        f"{lot}: free for 1 unit (pool of 3) 08:00-10:00, 11:00-12:00"]
+        f"{room_a:<{width}} |..##....|",
+        f"{room_b:<{width}} |:.....##|",
+        f"{lot} (3) |..11##22|",
+        "",
+        f"{room_a}: free 08:00-09:00, 10:00-12:00",
+        f"{room_b}: free 08:20-11:00",
+        f"{lot}: free for 1 unit (pool of 3) 08:00-10:00, 11:00-12:00",
+    ]
     code, out, _ = rsvp(local_server, capsys, "free", "--label", f"site={site}", "--units", "2", *window)
     lines = out.splitlines()
     assert "2 units, one column = 5m" in lines[0]
-    assert lines[3:6] == [f"{room_a:<{width}} |" + "#" * 48 + "|", f"{room_b:<{width}} |" + "#" * 48 + "|",
-                          f"{lot} (3) |" + "." * 12 + "#" * 24 + "2" * 12 + "|"]
+    assert lines[3:6] == [
+        f"{room_a:<{width}} |" + "#" * 48 + "|",
+        f"{room_b:<{width}} |" + "#" * 48 + "|",
+        f"{lot} (3) |" + "." * 12 + "#" * 24 + "2" * 12 + "|",
+    ]
     code, out, _ = rsvp(local_server, capsys, "free", "--label", f"site={site}", "--json", *window)
     assert [entry["resourceId"] for entry in json.loads(out)] == [room_a, room_b, lot]
-    code, out, _ = rsvp(local_server, capsys, "free", "--resource", room_a, "--start", "2030-06-04",
-                        "--tz", "Europe/Paris")
+    code, out, _ = rsvp(
+        local_server, capsys, "free", "--resource", room_a, "--start", "2030-06-04", "--tz", "Europe/Paris"
+    )
     assert "2030-06-04 Tue 00:00-24:00 (Europe/Paris), one column = 30m" in out
     assert f"{room_a:<10} |" + "." * 18 + "##" + "." * 28 + "|" in out
 
@@ -569,12 +788,16 @@ def test_cli_slots_lists_bookable_starts(local_server, capsys):
     code, out, _ = rsvp(local_server, capsys, "slots", "--resource", hall, "--duration", "1h", *window)
     assert code == 0 and out.splitlines() == [
         "bookable starts for 1h, 2030-06-04 08:00 to 2030-06-04 12:00 (Europe/Paris)",
-        f"{hall}  Tue 2030-06-04  08:00, 10:00-11:00 every 30m"]
+        f"{hall}  Tue 2030-06-04  08:00, 10:00-11:00 every 30m",
+    ]
     code, out, _ = rsvp(local_server, capsys, "slots", "--resource", hall, "--duration", "1h", "--json", *window)
     assert [slot["start"] for slot in json.loads(out)] == [
-        "2030-06-04T06:00:00Z", "2030-06-04T08:00:00Z", "2030-06-04T08:30:00Z", "2030-06-04T09:00:00Z"]
-    code, out, _ = rsvp(local_server, capsys, "slots", "--resource", hall, "--duration", "1h", "--limit", "2",
-                        *window)
+        "2030-06-04T06:00:00Z",
+        "2030-06-04T08:00:00Z",
+        "2030-06-04T08:30:00Z",
+        "2030-06-04T09:00:00Z",
+    ]
+    code, out, _ = rsvp(local_server, capsys, "slots", "--resource", hall, "--duration", "1h", "--limit", "2", *window)
     assert out.splitlines()[1:] == [f"{hall}  Tue 2030-06-04  08:00, 10:00", "(the first 2; --limit shows more)"]
     code, out, _ = rsvp(local_server, capsys, "slots", "--resource", hall, "--duration", "5h", *window)
     assert code == 0 and out.splitlines()[1] == "none"
@@ -598,8 +821,20 @@ def test_cli_tenants_and_acting_users_stay_apart(local_server, capsys, monkeypat
     assert rsvp(local_server, capsys, "get", made, "--tenant", theirs)[0] == 1  # --tenant wins over $RSVP_TENANT
     code, _, err = rsvp(local_server, capsys, "--as", "bob", "cancel", made)
     assert code == 1 and "permission_denied" in err
-    code, _, err = rsvp(local_server, capsys, "reserve", "--user", "carol", *window[:2], "--start",
-                        "2030-06-04T12:00Z", "--end", "2030-06-04T13:00Z", "--as", "bob")
+    code, _, err = rsvp(
+        local_server,
+        capsys,
+        "reserve",
+        "--user",
+        "carol",
+        *window[:2],
+        "--start",
+        "2030-06-04T12:00Z",
+        "--end",
+        "2030-06-04T13:00Z",
+        "--as",
+        "bob",
+    )
     assert code == 1 and "permission_denied" in err
     assert rsvp(local_server, capsys, "--as", "alice", "cancel", made)[0] == 0
     code, _, err = rsvp(local_server, capsys, "--tenant", "Not A Tenant", "get", made)
@@ -613,8 +848,13 @@ def _reader(stream) -> queue.Queue:
 
 
 def start_watch(local_server, *arguments) -> tuple:
-    process = subprocess.Popen([sys.executable, "-m", "rsvp.cli", "--url", local_server.url, "--tz", "UTC", "watch",
-                                *arguments], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rsvp.cli", "--url", local_server.url, "--tz", "UTC", "watch", *arguments],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return process, _reader(process.stdout), _reader(process.stderr)
 
 
@@ -646,8 +886,9 @@ def test_cli_watch_tails_the_feed_stops_cleanly_and_resumes(local_server):
 
     ReservationClient(local_server.url, tenant=f"x{tenant}").reserve(resource, "mallory", T0, T0 + HOUR)
     client.cancel(made.id)
-    process, out, err = start_watch(local_server, "--tenant", tenant, "--resource", resource, "--after", cursor,
-                                    "--json")
+    process, out, err = start_watch(
+        local_server, "--tenant", tenant, "--resource", resource, "--after", cursor, "--json"
+    )
     try:
         event = json.loads(out.get(timeout=20))  # the cancel: not the creation again, nothing of the other tenant
         assert (event["kind"], event["reservation"]["id"]) == ("RESERVATION_CANCELLED", made.id)

@@ -3,6 +3,7 @@
 Also what of issue 12 only the HTTP stack shows: strict JSON, the tenancy headers, page tokens signed
 with the deployment's key but carrying no position, small conflicts, failures without internals, and
 the attack sequence with two tenants and two users."""
+
 import base64
 import gzip
 import hashlib
@@ -48,24 +49,45 @@ def test_binary_answers_whatever_the_accept_header(call, accept):
 
 
 def test_json_clients_without_accept_header(call):
-    body = json.dumps({"reservation": {"userId": "u", "resourceId": "r", "start": "2026-12-01T10:00:00Z",
-                                       "end": "2026-12-01T10:20:00.5Z"}}).encode()
+    body = json.dumps(
+        {
+            "reservation": {
+                "userId": "u",
+                "resourceId": "r",
+                "start": "2026-12-01T10:00:00Z",
+                "end": "2026-12-01T10:20:00.5Z",
+            }
+        }
+    ).encode()
     status, headers, answer = call.raw("reserve", body, {"content-type": "application/json; charset=utf-8"})
     assert status == 200 and headers["Content-Type"] == "application/json"
     made = json.loads(answer)["reservation"]
-    assert (made["start"], made["end"], made["status"]) == ("2026-12-01T10:00:00Z", "2026-12-01T10:20:00.500Z",
-                                                           "PENDING")
+    assert (made["start"], made["end"], made["status"]) == (
+        "2026-12-01T10:00:00Z",
+        "2026-12-01T10:20:00.500Z",
+        "PENDING",
+    )
 
 
 def api_gateway_event(body: bytes, content_type="application/proto", base64_encoded=True) -> dict:
     """A REST API proxy event as API Gateway sends it when the body is a binary media type."""
     return {
-        "resource": f"{PATH}{{method}}", "path": PATH + "reserve", "httpMethod": "POST",
+        "resource": f"{PATH}{{method}}",
+        "path": PATH + "reserve",
+        "httpMethod": "POST",
         "headers": {"Content-Type": content_type, "Host": "abc.execute-api.us-east-1.amazonaws.com"},
-        "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": {"method": "reserve"}, "stageVariables": None,
-        "requestContext": {"resourcePath": f"{PATH}{{method}}", "httpMethod": "POST", "stage": "api",
-                           "identity": {"sourceIp": "10.0.0.1"}, "path": "/api" + PATH + "reserve"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"method": "reserve"},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": f"{PATH}{{method}}",
+            "httpMethod": "POST",
+            "stage": "api",
+            "identity": {"sourceIp": "10.0.0.1"},
+            "path": "/api" + PATH + "reserve",
+        },
         "body": base64.b64encode(body).decode() if base64_encoded else body.decode(),
         "isBase64Encoded": base64_encoded,
     }
@@ -83,8 +105,16 @@ def test_api_gateway_proxy_event_with_base64_body(dynamodb):
 
 
 def test_api_gateway_json_event(dynamodb):
-    body = json.dumps({"reservation": {"userId": "u", "resourceId": "r", "start": "2026-12-01T10:00:00Z",
-                                       "end": "2026-12-01T11:00:00Z"}}).encode()
+    body = json.dumps(
+        {
+            "reservation": {
+                "userId": "u",
+                "resourceId": "r",
+                "start": "2026-12-01T10:00:00Z",
+                "end": "2026-12-01T11:00:00Z",
+            }
+        }
+    ).encode()
     answer = app.app(api_gateway_event(body, "application/json"), None)
     assert answer["statusCode"] == 200
     assert json.loads(base64.b64decode(answer["body"]))["reservation"]["resourceId"] == "r"
@@ -93,21 +123,26 @@ def test_api_gateway_json_event(dynamodb):
 def test_gzip_both_ways(call):
     long_note = "n" * 3000
     body = gzip.compress(reserve_body(note=long_note))
-    status, headers, answer = call.raw("reserve", body, {"content-type": "application/proto",
-                                                         "content-encoding": "gzip", "accept-encoding": "gzip, br"})
+    status, headers, answer = call.raw(
+        "reserve",
+        body,
+        {"content-type": "application/proto", "content-encoding": "gzip", "accept-encoding": "gzip, br"},
+    )
     assert status == 200 and headers["Content-Encoding"] == "gzip"
     made = pb.ReserveResponse.FromString(gzip.decompress(answer)).reservation
     assert made.note == long_note
     # small answers and clients that do not ask for gzip get identity
-    status, headers, answer = call.raw("get", pb.GetRequest(id=made.id).SerializeToString(),
-                                       {"content-type": "application/proto"})
+    status, headers, answer = call.raw(
+        "get", pb.GetRequest(id=made.id).SerializeToString(), {"content-type": "application/proto"}
+    )
     assert "Content-Encoding" not in headers
     assert pb.GetResponse.FromString(answer).reservation.note == long_note
 
 
 def test_unsupported_compression_is_unimplemented(call, dynamodb):
-    status, error = error_of(call.raw("reserve", reserve_body(), {"content-type": "application/proto",
-                                                                  "content-encoding": "snappy"}))
+    status, error = error_of(
+        call.raw("reserve", reserve_body(), {"content-type": "application/proto", "content-encoding": "snappy"})
+    )
     assert (status, error["code"]) == (501, "unimplemented")
     assert scan_all(dynamodb) == []
 
@@ -132,15 +167,18 @@ def test_other_http_methods_are_405(call):
     assert answer.headers["Allow"] == "POST"
 
 
-@pytest.mark.parametrize("content_type,body,expected", [
-    ("application/proto", b"\xff\xff\xff\xff", "not valid protobuf"),
-    ("application/proto", b"\x0a\x05\x12", "not valid protobuf"),
-    ("application/json", b"{not json", "not valid JSON"),
-    ("application/json", b'{"reservation": 5}', "not valid JSON"),
-    ("application/json", b'{"reservaton": {}}', "not valid JSON"),
-    ("application/json", b"\xff\xfe", "JSON must be UTF-8"),
-    ("application/json", b"[]", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content_type,body,expected",
+    [
+        ("application/proto", b"\xff\xff\xff\xff", "not valid protobuf"),
+        ("application/proto", b"\x0a\x05\x12", "not valid protobuf"),
+        ("application/json", b"{not json", "not valid JSON"),
+        ("application/json", b'{"reservation": 5}', "not valid JSON"),
+        ("application/json", b'{"reservaton": {}}', "not valid JSON"),
+        ("application/json", b"\xff\xfe", "JSON must be UTF-8"),
+        ("application/json", b"[]", "not valid JSON"),
+    ],
+)
 def test_garbage_bodies_are_invalid_argument_and_write_nothing(call, dynamodb, content_type, body, expected):
     status, error = error_of(call.raw("reserve", body, {"content-type": content_type}))
     assert (status, error["code"]) == (400, "invalid_argument")
@@ -161,8 +199,9 @@ def test_oversized_bodies_and_gzip_bombs_are_refused(call, dynamodb):
     assert (status, error["code"]) == (400, "invalid_argument") and "limit" in error["message"]
     bomb = gzip.compress(b"\x00" * (50 * MAX_BODY_BYTES))
     assert len(bomb) < MAX_BODY_BYTES
-    status, error = error_of(call.raw("reserve", bomb, {"content-type": "application/proto",
-                                                        "content-encoding": "gzip"}))
+    status, error = error_of(
+        call.raw("reserve", bomb, {"content-type": "application/proto", "content-encoding": "gzip"})
+    )
     assert (status, error["code"]) == (400, "invalid_argument") and "limit" in error["message"]
     assert scan_all(dynamodb) == []
 
@@ -172,8 +211,13 @@ def test_unexpected_failures_are_internal_without_internals(call, monkeypatch):
         raise RuntimeError(f"table {self.table_name} exploded at line 42")
 
     monkeypatch.setattr(DynamoStore, "get", broken)
-    status, error = error_of(call.raw("get", pb.GetRequest(id="0" * 8 + "-0000-4000-8000-" + "0" * 12)
-                                      .SerializeToString(), {"content-type": "application/proto"}))
+    status, error = error_of(
+        call.raw(
+            "get",
+            pb.GetRequest(id="0" * 8 + "-0000-4000-8000-" + "0" * 12).SerializeToString(),
+            {"content-type": "application/proto"},
+        )
+    )
     assert (status, error) == (500, {"code": "internal", "message": "internal error"})
 
 
@@ -208,7 +252,7 @@ def read_stream(body: bytes) -> tuple:
     messages, end, offset = [], None, 0
     while offset < len(body):
         flags, length = struct.unpack_from(">BI", body, offset)
-        chunk = json.loads(body[offset + 5:offset + 5 + length])
+        chunk = json.loads(body[offset + 5 : offset + 5 + length])
         offset += 5 + length
         if flags & 0x02:
             end = chunk
@@ -219,8 +263,9 @@ def read_stream(body: bytes) -> tuple:
 
 
 def json_stream(call, method: str, document, headers=None) -> tuple:
-    status, answer_headers, body = call.raw(method, stream_body(document),
-                                            {"content-type": "application/connect+json", **(headers or {})})
+    status, answer_headers, body = call.raw(
+        method, stream_body(document), {"content-type": "application/connect+json", **(headers or {})}
+    )
     assert status == 200 and answer_headers["Content-Type"] == "application/connect+json"
     return read_stream(body)
 
@@ -232,13 +277,19 @@ class Direct:
     local server call."""
 
     def __call__(self, method: str, document, tenant: str = "", acting: str = "") -> tuple:
-        answer = connect.handle(default_api(), method, "POST", self._headers("application/json", tenant, acting),
-                                json.dumps(document).encode())
+        answer = connect.handle(
+            default_api(),
+            method,
+            "POST",
+            self._headers("application/json", tenant, acting),
+            json.dumps(document).encode(),
+        )
         return answer.status, json.loads(answer.body)
 
     def stream(self, method: str, document, tenant: str = "") -> tuple:
-        answer = connect.handle(default_api(), method, "POST",
-                                self._headers("application/connect+json", tenant, ""), stream_body(document))
+        answer = connect.handle(
+            default_api(), method, "POST", self._headers("application/connect+json", tenant, ""), stream_body(document)
+        )
         assert answer.status == 200
         return read_stream(answer.body)
 
@@ -264,18 +315,34 @@ def booking(user="u", resource="room-1", **extra) -> dict:
 
 # strict JSON
 
-@pytest.mark.parametrize("method,body,problem", [
-    ("reserve", b'{"reservation": {"user_id": "u", "userId": "v", "resourceId": "r", "start": "2026-12-01T10:00:00Z",'
-                b' "end": "2026-12-01T11:00:00Z"}}', "reservation.user_id given twice"),
-    ("reserve", b'{"reservation": {"userId": "u", "resourceId": "r", "start": "2026-12-01T10:00:00Z",'
-                b' "end": "2026-12-01T11:00:00Z"}, "request_id": "a", "requestId": "a"}', "request_id given twice"),
-    ("filter", b'{"query": {"resourceId": "r", "resource_id": "r"}}', "query.resource_id given twice"),
-    ("get", b'{"id": "' + FOREIGN_ID.encode() + b'", "id": "' + FOREIGN_ID.encode() + b'"}', "'id' given twice"),
-    ("update", b'{"id": "' + FOREIGN_ID.encode() + b'", "status": "2"}', "status: '2' is not a value"),
-    ("reserve", b'{"reservation": {"userId": "u", "resourceId": "r", "status": "1", "start": "2026-12-01T10:00:00Z",'
-                b' "end": "2026-12-01T11:00:00Z"}}', "reservation.status: '1' is not a value"),
-    ("filter", b'{"query": {"status": "3"}}', "query.status: '3' is not a value"),
-])
+
+@pytest.mark.parametrize(
+    "method,body,problem",
+    [
+        (
+            "reserve",
+            b'{"reservation": {"user_id": "u", "userId": "v", "resourceId": "r", "start": "2026-12-01T10:00:00Z",'
+            b' "end": "2026-12-01T11:00:00Z"}}',
+            "reservation.user_id given twice",
+        ),
+        (
+            "reserve",
+            b'{"reservation": {"userId": "u", "resourceId": "r", "start": "2026-12-01T10:00:00Z",'
+            b' "end": "2026-12-01T11:00:00Z"}, "request_id": "a", "requestId": "a"}',
+            "request_id given twice",
+        ),
+        ("filter", b'{"query": {"resourceId": "r", "resource_id": "r"}}', "query.resource_id given twice"),
+        ("get", b'{"id": "' + FOREIGN_ID.encode() + b'", "id": "' + FOREIGN_ID.encode() + b'"}', "'id' given twice"),
+        ("update", b'{"id": "' + FOREIGN_ID.encode() + b'", "status": "2"}', "status: '2' is not a value"),
+        (
+            "reserve",
+            b'{"reservation": {"userId": "u", "resourceId": "r", "status": "1", "start": "2026-12-01T10:00:00Z",'
+            b' "end": "2026-12-01T11:00:00Z"}}',
+            "reservation.status: '1' is not a value",
+        ),
+        ("filter", b'{"query": {"status": "3"}}', "query.status: '3' is not a value"),
+    ],
+)
 def test_lenient_json_is_invalid_argument_and_writes_nothing(call, dynamodb, method, body, problem):
     status, error = json_call(call, method, body)
     assert (status, error["code"]) == (400, "invalid_argument"), error
@@ -295,11 +362,18 @@ def test_lenient_json_in_a_stream_ends_it_with_invalid_argument(call):
     assert "user_id given twice" in end["error"]["message"]
 
 
-@pytest.mark.parametrize("encoding,content_type", [
-    ("utf-16", "application/json"), ("utf-16-le", "application/json"), ("utf-16-be", "application/json"),
-    ("utf-32", "application/json"), ("latin-1", "application/json"), ("cp1252", "application/json"),
-    ("utf-16", "application/json; charset=utf-16"),
-])
+@pytest.mark.parametrize(
+    "encoding,content_type",
+    [
+        ("utf-16", "application/json"),
+        ("utf-16-le", "application/json"),
+        ("utf-16-be", "application/json"),
+        ("utf-32", "application/json"),
+        ("latin-1", "application/json"),
+        ("cp1252", "application/json"),
+        ("utf-16", "application/json; charset=utf-16"),
+    ],
+)
 def test_json_that_is_not_utf8_is_invalid_argument(call, dynamodb, encoding, content_type):
     text = json.dumps(booking(user="zoë", note="café"), ensure_ascii=False)
     status, _, body = call.raw("reserve", text.encode(encoding), {"content-type": content_type})
@@ -310,6 +384,7 @@ def test_json_that_is_not_utf8_is_invalid_argument(call, dynamodb, encoding, con
 
 
 # who calls: tenant and acting user
+
 
 def test_x_tenant_id_selects_the_tenant(direct):
     made = {}
@@ -322,12 +397,15 @@ def test_x_tenant_id_selects_the_tenant(direct):
         assert [r["id"] for r in page["reservations"]] == [own]
         assert direct("get", {"id": own}, tenant=tenant)[0] == 200
         for other in set(made.values()) - {own}:
-            assert direct("get", {"id": other}, tenant=tenant) == (404, {
-                "code": "not_found", "message": f"reservation {other} not found"})
+            assert direct("get", {"id": other}, tenant=tenant) == (
+                404,
+                {"code": "not_found", "message": f"reservation {other} not found"},
+            )
 
 
-@pytest.mark.parametrize("tenant", ["Team-A", "team#a", "-team", "_team", "a" * 64, "équipe", "team a",
-                                    "T#x#RES#room-1", "team/a", "team.a"])
+@pytest.mark.parametrize(
+    "tenant", ["Team-A", "team#a", "-team", "_team", "a" * 64, "équipe", "team a", "T#x#RES#room-1", "team/a", "team.a"]
+)
 def test_a_malformed_tenant_id_is_invalid_argument(direct, dynamodb, tenant):
     status, error = direct("reserve", booking(), tenant=tenant)
     assert (status, error["code"]) == (400, "invalid_argument") and error["message"].startswith("x-tenant-id")
@@ -336,8 +414,12 @@ def test_a_malformed_tenant_id_is_invalid_argument(direct, dynamodb, tenant):
 
 def test_naming_a_tenant_where_tenants_do_not_come_from_headers_is_permission_denied(call, dynamodb):
     """The dev stage (TENANT_SOURCE=default, as chalice.test.Client applies it) serves the default tenant only."""
-    for method, document in (("reserve", booking()), ("get", {"id": FOREIGN_ID}),
-                             ("filter", {"query": {}}), ("list_resources", {})):
+    for method, document in (
+        ("reserve", booking()),
+        ("get", {"id": FOREIGN_ID}),
+        ("filter", {"query": {}}),
+        ("list_resources", {}),
+    ):
         status, error = json_call(call, method, document, {"x-tenant-id": "team-a"})
         assert (status, error["code"]) == (403, "permission_denied"), (method, error)
     assert scan_all(dynamodb) == []
@@ -349,20 +431,26 @@ def test_x_acting_user_limits_changes_to_that_user(call):
     bobs = json_call(call, "reserve", booking(user="bob"))[1]["reservation"]
     status, error = json_call(call, "reserve", booking(user="bob", resource="room-2"), alice)
     assert (status, error["code"]) == (403, "permission_denied")
-    for method, document in (("update", {"id": bobs["id"], "note": "mine now"}), ("confirm", {"id": bobs["id"]}),
-                             ("cancel", {"id": bobs["id"]}),
-                             ("reschedule", {"id": bobs["id"], "start": "2026-12-02T10:00:00Z",
-                                             "end": "2026-12-02T11:00:00Z"})):
+    for method, document in (
+        ("update", {"id": bobs["id"], "note": "mine now"}),
+        ("confirm", {"id": bobs["id"]}),
+        ("cancel", {"id": bobs["id"]}),
+        ("reschedule", {"id": bobs["id"], "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T11:00:00Z"}),
+    ):
         status, error = json_call(call, method, document, alice)
         assert (status, error["code"]) == (403, "permission_denied"), (method, error)
     assert json_call(call, "get", {"id": bobs["id"]}) == (200, {"reservation": bobs})
     status, own = json_call(call, "reserve", booking(user="alice", resource="room-2"), alice)
     assert status == 200
-    for method, document in (("update", {"id": own["reservation"]["id"], "note": "ok"}),
-                             ("confirm", {"id": own["reservation"]["id"]}),
-                             ("reschedule", {"id": own["reservation"]["id"], "start": "2026-12-02T10:00:00Z",
-                                             "end": "2026-12-02T11:00:00Z"}),
-                             ("cancel", {"id": own["reservation"]["id"]})):
+    for method, document in (
+        ("update", {"id": own["reservation"]["id"], "note": "ok"}),
+        ("confirm", {"id": own["reservation"]["id"]}),
+        (
+            "reschedule",
+            {"id": own["reservation"]["id"], "start": "2026-12-02T10:00:00Z", "end": "2026-12-02T11:00:00Z"},
+        ),
+        ("cancel", {"id": own["reservation"]["id"]}),
+    ):
         assert json_call(call, method, document, alice)[0] == 200, method
     for malformed in (" alice", "alice\n", "a" * 129, "ａlice"):
         status, error = json_call(call, "reserve", booking(user=malformed.strip()), {"x-acting-user": malformed})
@@ -370,6 +458,7 @@ def test_x_acting_user_limits_changes_to_that_user(call):
 
 
 # page tokens signed with the deployment's key but carrying no position
+
 
 def signed(payload: bytes) -> str:
     """A token as chalicelib.paging makes them (16 bytes of HMAC-SHA256, then the payload), with its key."""
@@ -386,8 +475,10 @@ TOKEN_CALLS = {
     "filter": (lambda token: {"query": {"resourceId": "room-1", "pageSize": 1, "pageToken": token}}, "page_token"),
     "Query": (lambda token: {"resourceId": "room-1", "pageSize": 1, "pageToken": token}, "page_token"),
     "list_resources": (lambda token: {"pageSize": 1, "pageToken": token}, "page_token"),
-    "find_slots": (lambda token: {"resourceIds": ["room-1"], **WINDOW, "duration": "600s", "limit": 1,
-                                  "pageToken": token}, "page_token"),
+    "find_slots": (
+        lambda token: {"resourceIds": ["room-1"], **WINDOW, "duration": "600s", "limit": 1, "pageToken": token},
+        "page_token",
+    ),
     "changes": (lambda token: {"resourceId": "room-1", "pageSize": 1, "after": token}, "after"),
     "listen": (lambda token: {"resourceId": "room-1", "after": token}, "after"),
 }
@@ -410,14 +501,26 @@ def paged(call):
     for resource in ("room-1", "room-2"):
         assert json_call(call, "define_resource", {"resource": {"id": resource}})[0] == 200
     for hour in (8, 9):
-        assert json_call(call, "reserve", {"reservation": {
-            "userId": "u", "resourceId": "room-1", "start": f"2026-12-01T0{hour}:00:00Z",
-            "end": f"2026-12-01T0{hour}:30:00Z"}})[0] == 200
+        assert (
+            json_call(
+                call,
+                "reserve",
+                {
+                    "reservation": {
+                        "userId": "u",
+                        "resourceId": "room-1",
+                        "start": f"2026-12-01T0{hour}:00:00Z",
+                        "end": f"2026-12-01T0{hour}:30:00Z",
+                    }
+                },
+            )[0]
+            == 200
+        )
     return call
 
 
 def genuine_token(call, method: str) -> str:
-    status, _, answer = token_call(call, method, "")
+    _status, _, answer = token_call(call, method, "")
     if method == "Query":
         return answer[1]["metadata"]["next-page-token"][0]
     return answer.get("nextPageToken") or answer.get("cursor")
@@ -432,8 +535,19 @@ def test_a_token_re_signed_with_the_key_is_accepted(paged, method):
     assert (status, error) == (200, None)
 
 
-NOT_POSITIONS = [b"5", b"[1, 2]", b"not json", b"", b'"p"', b"null", b"{}", b'{"p": 5, "q": "x"}',
-                 b'{"p": ["a"], "q": "x"}', b'{"p": "a", "q": 7}', b"\xff\xfe{"]
+NOT_POSITIONS = [
+    b"5",
+    b"[1, 2]",
+    b"not json",
+    b"",
+    b'"p"',
+    b"null",
+    b"{}",
+    b'{"p": 5, "q": "x"}',
+    b'{"p": ["a"], "q": "x"}',
+    b'{"p": "a", "q": 7}',
+    b"\xff\xfe{",
+]
 
 
 @pytest.mark.parametrize("method", list(TOKEN_CALLS))
@@ -462,12 +576,13 @@ def test_a_signed_token_of_the_right_query_whose_position_is_garbage_is_invalid_
 
 # conflicts stay small, failures tell nothing of the insides
 
+
 def test_a_conflict_over_60_reservations_lists_10_and_counts_all(call, dynamodb):
     start = int(BASE_TIME.timestamp()) * 10**9
     bulk.load(dynamodb, TABLE, bulk.items_of(bulk.back_to_back("room-1", 60, start, 60 * 10**9, users=7)))
     for codec in ("proto", "json"):
         wanted = pb.ReserveRequest(reservation=reservation(start=-5, end=65))
-        status, headers, body = call.raw("reserve", encode(wanted, codec), {"content-type": f"application/{codec}"})
+        status, _headers, body = call.raw("reserve", encode(wanted, codec), {"content-type": f"application/{codec}"})
         error = json.loads(body)
         assert (status, error["code"]) == (400, "failed_precondition")
         (detail,) = error["details"]
@@ -481,20 +596,31 @@ def test_a_conflict_over_60_reservations_lists_10_and_counts_all(call, dynamodb)
 
 FAILURES = {
     "table gone": None,
-    "access denied": ("AccessDeniedException", f"User: arn:aws:sts::123456789012:assumed-role/my-reservation-dev/x "
-                                               f"is not authorized to perform: dynamodb:Query on resource: "
-                                               f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}"),
+    "access denied": (
+        "AccessDeniedException",
+        f"User: arn:aws:sts::123456789012:assumed-role/my-reservation-dev/x "
+        f"is not authorized to perform: dynamodb:Query on resource: "
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}",
+    ),
     "throttled": ("ProvisionedThroughputExceededException", f"Throughput exceeded for table {TABLE}"),
 }
 EVERY_CALL = {
-    "reserve": booking(), "get": {"id": FOREIGN_ID}, "confirm": {"id": FOREIGN_ID},
-    "update": {"id": FOREIGN_ID, "note": "n"}, "cancel": {"id": FOREIGN_ID},
-    "reschedule": {"id": FOREIGN_ID, **WINDOW}, "filter": {"query": {"resourceId": "room-1"}},
-    "Query": {}, "define_resource": {"resource": {"id": "room-1"}}, "get_resource": {"id": "room-1"},
-    "list_resources": {"labels": {"a": "b"}}, "delete_resource": {"id": "room-1"},
-    "availability": {"resourceIds": ["room-1"], **WINDOW}, "find_slots": {"labels": {"a": "b"}, **WINDOW,
-                                                                          "duration": "600s"},
-    "changes": {}, "listen": {"userId": "u"},
+    "reserve": booking(),
+    "get": {"id": FOREIGN_ID},
+    "confirm": {"id": FOREIGN_ID},
+    "update": {"id": FOREIGN_ID, "note": "n"},
+    "cancel": {"id": FOREIGN_ID},
+    "reschedule": {"id": FOREIGN_ID, **WINDOW},
+    "filter": {"query": {"resourceId": "room-1"}},
+    "Query": {},
+    "define_resource": {"resource": {"id": "room-1"}},
+    "get_resource": {"id": "room-1"},
+    "list_resources": {"labels": {"a": "b"}},
+    "delete_resource": {"id": "room-1"},
+    "availability": {"resourceIds": ["room-1"], **WINDOW},
+    "find_slots": {"labels": {"a": "b"}, **WINDOW, "duration": "600s"},
+    "changes": {},
+    "listen": {"userId": "u"},
 }
 
 
@@ -508,6 +634,7 @@ class Failing:
     def __getattr__(self, name):
         def call(**arguments):
             raise self.error
+
         return call
 
 
@@ -528,6 +655,7 @@ def test_a_dynamodb_failure_never_leaks_table_names_or_aws_text(call, dynamodb, 
 
 
 # the attack of issue 12, over HTTP: two tenants, two users
+
 
 def test_the_attack_sequence_of_issue_12_sees_nothing_of_the_victim(direct):
     victim, attacker = "team-a", "team-b"
@@ -550,16 +678,21 @@ def test_the_attack_sequence_of_issue_12_sees_nothing_of_the_victim(direct):
     assert status == 400 and conflict["code"] == "failed_precondition"
     assert own["reservation"]["id"] in conflict["message"]
     # the victim's id, learned elsewhere, is as unknown as an id nobody ever made
-    for method, document in (("get", {"id": "{}"}), ("update", {"id": "{}", "status": "BLOCKED", "note": "x"}),
-                             ("confirm", {"id": "{}"}), ("cancel", {"id": "{}"}),
-                             ("reschedule", {"id": "{}", "start": "2026-12-01T12:00:00Z",
-                                             "end": "2026-12-01T13:00:00Z"})):
+    for method, document in (
+        ("get", {"id": "{}"}),
+        ("update", {"id": "{}", "status": "BLOCKED", "note": "x"}),
+        ("confirm", {"id": "{}"}),
+        ("cancel", {"id": "{}"}),
+        ("reschedule", {"id": "{}", "start": "2026-12-01T12:00:00Z", "end": "2026-12-01T13:00:00Z"}),
+    ):
         ask = {key: value.format(secret["id"]) if value == "{}" else value for key, value in document.items()}
         unknown = {key: value.format(FOREIGN_ID) if value == "{}" else value for key, value in document.items()}
         answer = attack(method, ask)
         assert answer == (404, {"code": "not_found", "message": f"reservation {secret['id']} not found"}), method
-        assert direct(method, unknown, attacker) == (404, {"code": "not_found",
-                                                           "message": f"reservation {FOREIGN_ID} not found"})
+        assert direct(method, unknown, attacker) == (
+            404,
+            {"code": "not_found", "message": f"reservation {FOREIGN_ID} not found"},
+        )
     # listing, feeds, resources and free time show the attacker's own data only
     for query in ({}, {"userId": "alice"}, {"resourceId": "room-1"}):
         status, page = attack("filter", {"query": query})
@@ -570,13 +703,15 @@ def test_the_attack_sequence_of_issue_12_sees_nothing_of_the_victim(direct):
     for scope in ({}, {"userId": "alice"}, {"resourceId": "room-1"}):
         status, page = attack("changes", scope)
         assert status == 200
-        assert {e["reservation"]["id"] for e in page.get("events", []) if "reservation" in e} <= \
-            {own["reservation"]["id"]}
+        assert {e["reservation"]["id"] for e in page.get("events", []) if "reservation" in e} <= {
+            own["reservation"]["id"]
+        }
     assert attack("list_resources", {}) == (200, {})
     assert attack("list_resources", {"labels": {"floor": "3"}}) == (200, {})
     assert attack("get_resource", {"id": "room-1"})[0] == 404
-    status, free = attack("availability", {"resourceIds": ["room-1"], "start": "2026-12-01T11:00:00Z",
-                                           "end": "2026-12-01T12:00:00Z"})
+    status, free = attack(
+        "availability", {"resourceIds": ["room-1"], "start": "2026-12-01T11:00:00Z", "end": "2026-12-01T12:00:00Z"}
+    )
     assert status == 200 and "busy" not in free["resources"][0]
     # a second user of the victim's own tenant, acting for itself, cannot change or cancel it either
     for method, document in (("update", {"id": secret["id"], "note": "x"}), ("cancel", {"id": secret["id"]})):

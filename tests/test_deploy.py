@@ -5,6 +5,7 @@ IAM policy grants exactly what its code calls, and the Lambda package carries on
 
 Self-contained on purpose: it uses devserver.dynamodb and moto directly, not tests/conftest.py.
 """
+
 import ast
 import json
 import pathlib
@@ -30,20 +31,45 @@ STAGES = ("dev", "prod")
 TEMPLATES = (ROOT / "infra" / "table.json", ROOT / "infra" / "services.json")
 FUNCTIONS = ("api_handler", "sweep_expired_holds", "push_changes")
 # What Lambda's event source mapping calls with the function's role to read the table's stream.
-STREAM_POLLING = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                  "dynamodb:ListStreams"}
+STREAM_POLLING = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"}
 LOG_WRITING = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 # IAM has no TransactWriteItems action: each action of the transaction needs its item action.
-TRANSACTION_KINDS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
-                     "ConditionCheck": "dynamodb:ConditionCheckItem"}
+TRANSACTION_KINDS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
 # Never in the Lambda package: dev and test tools, the SDK the runtime brings, and the repo's other folders.
-NOT_IN_PACKAGE = ("grpc", "moto", "pytest", "_pytest", "hypothesis", "boto3", "botocore", "s3transfer", "cfnlint",
-                  "chalice/cli/", "chalice/deploy/", "connectrpc", "harness/", "ops/", "devserver/", "tests/",
-                  "bench/", "infra/", "rsvp/", "scripts/", "protos/")
+NOT_IN_PACKAGE = (
+    "grpc",
+    "moto",
+    "pytest",
+    "_pytest",
+    "hypothesis",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "cfnlint",
+    "chalice/cli/",
+    "chalice/deploy/",
+    "connectrpc",
+    "harness/",
+    "ops/",
+    "devserver/",
+    "tests/",
+    "bench/",
+    "infra/",
+    "rsvp/",
+    "scripts/",
+    "protos/",
+)
 
 
 def cfn_lint(*paths: pathlib.Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "cfn-lint"), *map(str, paths)], check=False, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(BIN / "cfn-lint"), *map(str, paths)], check=False, capture_output=True, text=True, timeout=600
+    )
 
 
 # ---- templates -------------------------------------------------------------------------------------
@@ -64,8 +90,13 @@ def test_table_template_keeps_what_production_needs_and_the_indexes_of_the_layou
     assert properties["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     assert properties["SSESpecification"]["SSEEnabled"] is True
     assert {index["IndexName"] for index in properties["GlobalSecondaryIndexes"]} == {
-        layout.BY_USER, layout.BY_TENANT, layout.HOLDS, layout.RESOURCES, layout.EVENTS_BY_USER,
-        layout.EVENTS_BY_TENANT}
+        layout.BY_USER,
+        layout.BY_TENANT,
+        layout.HOLDS,
+        layout.RESOURCES,
+        layout.EVENTS_BY_USER,
+        layout.EVENTS_BY_TENANT,
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -75,8 +106,9 @@ def test_each_stage_names_what_infra_creates_for_it(stage):
     infra.check_names(stage)
     assert environment["RESERVATION_TABLE"] == made["table"] == f"my-reservation-{stage}"
     assert environment["EVENT_BUS_NAME"] == made["bus"]
-    assert environment["RESERVATION_STREAM_ARN"].startswith(f"arn:aws:dynamodb:us-east-1:000000000000:table/"
-                                                            f"{made['table']}/stream/")
+    assert environment["RESERVATION_STREAM_ARN"].startswith(
+        f"arn:aws:dynamodb:us-east-1:000000000000:table/{made['table']}/stream/"
+    )
     assert f":secret:{made['secret']}-" in environment["PAGE_TOKEN_SECRET_ARN"]
     if stage == "prod":
         assert environment["TENANT_SOURCE"] == "principal" and environment["REQUIRE_IAM_AUTH"] == "true"
@@ -101,28 +133,53 @@ def code_actions() -> set:
     TransactWriteItems counts as the item actions of the action kinds chalicelib/dynamo.py builds."""
     trees = _sources()
     session = botocore.session.get_session()
-    services = {node.args[0].value for tree in trees.values() for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "create_client" and node.args and isinstance(node.args[0], ast.Constant)}
+    services = {
+        node.args[0].value
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "create_client"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
     operations = {}
     for service in services:
         model = session.get_service_model(service)
         operations.update({botocore.xform_name(name): (model.signing_name, name) for name in model.operation_names})
-    used = {operations[node.attr] for tree in trees.values() for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr in operations and "client" in ast.unparse(node.value)}
+    used = {
+        operations[node.attr]
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in operations and "client" in ast.unparse(node.value)
+    }
     actions = {f"{prefix}:{name}" for prefix, name in used if name != "TransactWriteItems"}
     if ("dynamodb", "TransactWriteItems") in used:
-        kinds = {key.value for node in ast.walk(trees["dynamo.py"]) if isinstance(node, ast.Dict)
-                 for key in node.keys if isinstance(key, ast.Constant) and key.value in TRANSACTION_KINDS}
+        kinds = {
+            key.value
+            for node in ast.walk(trees["dynamo.py"])
+            if isinstance(node, ast.Dict)
+            for key in node.keys
+            if isinstance(key, ast.Constant) and key.value in TRANSACTION_KINDS
+        }
         actions |= {TRANSACTION_KINDS[kind] for kind in kinds}
     return actions
 
 
 def test_code_actions_are_found():
     """The scan sees every kind of call the code makes (a blind scan would pass any policy)."""
-    assert {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
-            "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "secretsmanager:GetSecretValue",
-            "ssm:GetParameter", "events:PutEvents"} == code_actions()
+    assert {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "secretsmanager:GetSecretValue",
+        "ssm:GetParameter",
+        "events:PutEvents",
+    } == code_actions()
 
 
 def _store_methods_by_index() -> dict:
@@ -133,10 +190,14 @@ def _store_methods_by_index() -> dict:
     indexes = {getattr(layout, name) for name in dir(layout) if name.isupper()} & set(table_index_names())
     direct, helpers = {}, {}
     for name, method in methods.items():
-        attributes = [node for node in ast.walk(method) if isinstance(node, ast.Attribute)
-                      and isinstance(node.value, ast.Name)]
-        direct[name] = {getattr(layout, node.attr) for node in attributes
-                        if node.value.id == "layout" and getattr(layout, node.attr, None) in indexes}
+        attributes = [
+            node for node in ast.walk(method) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        ]
+        direct[name] = {
+            getattr(layout, node.attr)
+            for node in attributes
+            if node.value.id == "layout" and getattr(layout, node.attr, None) in indexes
+        }
         helpers[name] = {node.attr for node in attributes if node.value.id == "self" and node.attr in methods}
     reach = {name: set(direct[name]) for name in methods}
     for _ in methods:
@@ -172,8 +233,11 @@ def table_index_names() -> list:
 
 def api_indexes() -> set:
     """Indexes the API function queries: all the store queries but those only the sweep's methods use."""
-    return {index for index, methods in _store_methods_by_index().items()
-            if any(_callers(method) - {"sweep_expired"} or not _callers(method) for method in methods)}
+    return {
+        index
+        for index, methods in _store_methods_by_index().items()
+        if any(_callers(method) - {"sweep_expired"} or not _callers(method) for method in methods)
+    }
 
 
 def test_index_analysis_sees_the_store():
@@ -237,13 +301,19 @@ def expected_grants(stage: str, function: str) -> set:
         return found | logs
     if function == "sweep_expired_holds":
         return {grant for grant in grants(policy_of(stage, function)) if grant[0].startswith("dynamodb:")} | logs
-    return {(action, f"{table}/stream/*") for action in STREAM_POLLING} | {
-        ("events:PutEvents", f"arn:aws:events:*:*:event-bus/{made['bus']}")} | logs
+    return (
+        {(action, f"{table}/stream/*") for action in STREAM_POLLING}
+        | {("events:PutEvents", f"arn:aws:events:*:*:event-bus/{made['bus']}")}
+        | logs
+    )
 
 
 def _logical(function: str) -> str:
-    return "APIHandler" if function == "api_handler" else \
-        "".join(part[:1].upper() + part[1:] for part in function.split("_"))
+    return (
+        "APIHandler"
+        if function == "api_handler"
+        else "".join(part[:1].upper() + part[1:] for part in function.split("_"))
+    )
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -264,14 +334,20 @@ def test_every_function_has_its_own_least_privilege_policy(stage):
 
 
 def test_the_policy_check_catches_wildcards():
-    broad = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["dynamodb:*"], "Resource": "*"},
-        {"Effect": "Allow", "Action": "events:PutEvents", "Resource": "arn:aws:events:*:*:event-bus/*"},
-        {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:*:*:table/t/index/*"}]}
+    broad = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["dynamodb:*"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "events:PutEvents", "Resource": "arn:aws:events:*:*:event-bus/*"},
+            {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:*:*:table/t/index/*"},
+        ],
+    }
     assert policy_problems(broad) == [
-        "wildcard action dynamodb:*", "wildcard resource * for dynamodb:*",
+        "wildcard action dynamodb:*",
+        "wildcard resource * for dynamodb:*",
         "wildcard resource arn:aws:dynamodb:*:*:table/t/index/* for dynamodb:Query",
-        "wildcard resource arn:aws:events:*:*:event-bus/* for events:PutEvents"]
+        "wildcard resource arn:aws:events:*:*:event-bus/* for events:PutEvents",
+    ]
 
 
 class RecordingClient:
@@ -331,9 +407,11 @@ def test_the_sweep_policy_is_exactly_what_a_sweep_calls(stage, aws):
     maker = build_api(DynamoStore(table, boto3.client("dynamodb")), clock=lambda: now[0])
     maker.resources.define("team-a", Resource("pool-1", capacity=3, step_ns=15 * MINUTE_NS))
     for resource_id in ("room-1", "pool-1"):
-        maker.reservations.reserve(Caller("team-a"), Reservation(
-            "", "u1", resource_id, Status.PENDING, now[0] + HOUR_NS, now[0] + HOUR_NS + 30 * MINUTE_NS),
-            hold_for_ns=5 * MINUTE_NS)
+        maker.reservations.reserve(
+            Caller("team-a"),
+            Reservation("", "u1", resource_id, Status.PENDING, now[0] + HOUR_NS, now[0] + HOUR_NS + 30 * MINUTE_NS),
+            hold_for_ns=5 * MINUTE_NS,
+        )
     now[0] += 10 * MINUTE_NS
     recording = RecordingClient(boto3.client("dynamodb"))
     sweeper = build_api(DynamoStore(table, recording), clock=lambda: now[0])
@@ -358,9 +436,15 @@ def packages(tmp_path_factory):
         folder = tmp_path_factory.mktemp(f"package-{stage}")
         merge = folder / "infra.json"
         merge.write_text(json.dumps(infra.merge_template(stage), indent=2))
-        made = subprocess.run([str(BIN / "chalice"), "package", "--stage", stage, "--merge-template", str(merge),
-                               str(folder / "out")], check=False, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                              env=environment)
+        made = subprocess.run(
+            [str(BIN / "chalice"), "package", "--stage", stage, "--merge-template", str(merge), str(folder / "out")],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=environment,
+        )
         assert made.returncode == 0, made.stdout + made.stderr
         out[stage] = folder / "out"
     return out
@@ -380,9 +464,11 @@ def test_packaged_template_wires_schedule_stream_and_stack_values(packages, stag
     assert resources["ReservationTable"] == table
     assert {name: resources[name] for name in services} == services
     assert {name: spec["AllowedValues"] for name, spec in template["Parameters"].items()} == {
-        name: [value] for name, value in infra.parameters(stage).items()}
+        name: [value] for name, value in infra.parameters(stage).items()
+    }
     assert {"StreamArn", "EventBusName", "EventBusArn", "PageTokenSecretArn", "TenantMapParameterName"} <= set(
-        template["Outputs"])
+        template["Outputs"]
+    )
     environment = CONFIG["stages"][stage]["environment_variables"]
     stack_values = {key: value for key, (value, _) in infra.FROM_STACKS.items() if key in environment}
     assert {"RESERVATION_STREAM_ARN", "PAGE_TOKEN_SECRET_ARN"} <= set(stack_values)
@@ -392,15 +478,15 @@ def test_packaged_template_wires_schedule_stream_and_stack_values(packages, stag
         assert properties["Environment"]["Variables"] == {**environment, **stack_values}
         assert properties["MemorySize"] == 512 and properties["Timeout"] == 20
         role = properties["Role"]["Fn::GetAtt"][0]
-        assert [p["PolicyDocument"] for p in resources[role]["Properties"]["Policies"]] == [
-            policy_of(stage, function)]
+        assert [p["PolicyDocument"] for p in resources[role]["Properties"]["Policies"]] == [policy_of(stage, function)]
     roles = [resources[_logical(f)]["Properties"]["Role"]["Fn::GetAtt"][0] for f in FUNCTIONS]
     assert len(set(roles)) == len(FUNCTIONS), "one role per function"
 
     sweep = resources["SweepExpiredHolds"]["Properties"]
     assert sweep["Handler"] == "app.sweep_expired_holds"
-    assert [event["Properties"]["Schedule"] for event in sweep["Events"].values()
-            if event["Type"] == "Schedule"] == ["rate(1 minute)"]
+    assert [event["Properties"]["Schedule"] for event in sweep["Events"].values() if event["Type"] == "Schedule"] == [
+        "rate(1 minute)"
+    ]
     push = resources["PushChanges"]["Properties"]
     assert push["Handler"] == "app.push_changes"
     (source,) = push["Events"].values()
@@ -462,14 +548,25 @@ def test_chalice_deploy_would_make_what_the_policies_name(stage):
     import os
 
     environment = {**os.environ, **FAKE_CREDENTIALS}
-    planned = subprocess.run([sys.executable, "-c", DEPLOY_GRAPH, stage], cwd=ROOT, env=environment, check=False,
-                             capture_output=True, text=True, timeout=120)
+    planned = subprocess.run(
+        [sys.executable, "-c", DEPLOY_GRAPH, stage],
+        cwd=ROOT,
+        env=environment,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert planned.returncode == 0, planned.stderr
     graph = json.loads(planned.stdout)
     stage_config = CONFIG["stages"][stage]
     assert {function: (spec["name"], spec["policy"]) for function, spec in graph["functions"].items()} == {
-        function: (infra.function_names(stage)[_logical(function)],
-                   stage_config["lambda_functions"][function]["iam_policy_file"]) for function in FUNCTIONS}
+        function: (
+            infra.function_names(stage)[_logical(function)],
+            stage_config["lambda_functions"][function]["iam_policy_file"],
+        )
+        for function in FUNCTIONS
+    }
     assert len({spec["role"] for spec in graph["functions"].values()}) == len(FUNCTIONS)
     assert all(spec["environment"] == stage_config["environment_variables"] for spec in graph["functions"].values())
     assert graph["schedules"] == [["sweep_expired_holds", "rate(1 minute)"]]
@@ -487,14 +584,20 @@ def _create_stacks(stage: str) -> str:
     values = infra.parameters(stage)
     for key, template in zip(("table", "services"), TEMPLATES):
         declared = json.loads(template.read_text())["Parameters"]
-        cloudformation.create_stack(StackName=infra.stack_names(stage)[key], TemplateBody=template.read_text(),
-                                    Parameters=[{"ParameterKey": name, "ParameterValue": value}
-                                                for name, value in values.items() if name in declared])
+        cloudformation.create_stack(
+            StackName=infra.stack_names(stage)[key],
+            TemplateBody=template.read_text(),
+            Parameters=[
+                {"ParameterKey": name, "ParameterValue": value} for name, value in values.items() if name in declared
+            ],
+        )
         stack = cloudformation.describe_stacks(StackName=infra.stack_names(stage)[key])["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"
     secrets = boto3.client("secretsmanager")
     assert secrets.list_secrets()["SecretList"] == [], "moto now creates the secret: drop the stand-in below"
-    generate = json.loads(TEMPLATES[1].read_text())["Resources"]["PageTokenSecret"]["Properties"]["GenerateSecretString"]
+    generate = json.loads(TEMPLATES[1].read_text())["Resources"]["PageTokenSecret"]["Properties"][
+        "GenerateSecretString"
+    ]
     key = secrets.get_random_password(**generate)["RandomPassword"]
     return secrets.create_secret(Name=infra.names(stage)["secret"], SecretString=key)["ARN"]
 
@@ -534,7 +637,8 @@ def test_path_a_stacks_deploy_in_moto_and_configure_fills_the_stage(aws, tmp_pat
     environment = json.loads(config.read_text())["stages"][stage]["environment_variables"]
     assert {key: environment[key] for key in written} == written
     assert {key: value for key, value in environment.items() if key not in written} == {
-        key: value for key, value in CONFIG["stages"][stage]["environment_variables"].items() if key not in written}
+        key: value for key, value in CONFIG["stages"][stage]["environment_variables"].items() if key not in written
+    }
 
     # The page-token key comes from the secret...
     from chalicelib import paging
@@ -549,9 +653,17 @@ def test_path_a_stacks_deploy_in_moto_and_configure_fills_the_stage(aws, tmp_pat
     # ...and a team added to the tenant map as docs/deploy.md shows is its tenant within a minute.
     from chalicelib.tenancy import TenantMap
 
-    ssm.put_parameter(Name=environment["TENANT_MAP_PARAMETER"], Type="String", Overwrite=True, Value=json.dumps({
-        "arn:aws:sts::123456789012:assumed-role/team-a-service/*": "team-a",
-        "arn:aws:iam::123456789012:user/alice": "team-b"}))
+    ssm.put_parameter(
+        Name=environment["TENANT_MAP_PARAMETER"],
+        Type="String",
+        Overwrite=True,
+        Value=json.dumps(
+            {
+                "arn:aws:sts::123456789012:assumed-role/team-a-service/*": "team-a",
+                "arn:aws:iam::123456789012:user/alice": "team-b",
+            }
+        ),
+    )
     tenants = TenantMap(environment["TENANT_MAP_PARAMETER"], lambda: boto3.client("ssm"))
     assert tenants.tenant_of("arn:aws:sts::123456789012:assumed-role/team-a-service/i-0123") == "team-a"
     assert tenants.tenant_of("arn:aws:iam::123456789012:user/alice") == "team-b"
@@ -596,23 +708,36 @@ def test_change_feed_reaches_a_subscriber_through_the_stream_and_the_bus(aws, mo
     start = (1_900_000_000 * 10**9 // HOUR_NS) * HOUR_NS
     made_ids = {}
     for tenant in (team, "someone-else"):
-        made_ids[tenant] = api.reservations.reserve(Caller(tenant), Reservation(
-            "", "u1", "room-1", Status.CONFIRMED, start, start + HOUR_NS)).id
+        made_ids[tenant] = api.reservations.reserve(
+            Caller(tenant), Reservation("", "u1", "room-1", Status.CONFIRMED, start, start + HOUR_NS)
+        ).id
 
     stream_arn = boto3.client("dynamodb").describe_table(TableName=made["table"])["Table"]["LatestStreamArn"]
     streams = boto3.client("dynamodbstreams", config=Config(account_id_endpoint_mode="disabled"))
     (shard,) = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard["ShardId"],
-                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    records = [{**record, "eventSourceARN": stream_arn,
-                "dynamodb": {**record["dynamodb"],
-                             "ApproximateCreationDateTime": record["dynamodb"]["ApproximateCreationDateTime"].timestamp()}}
-               for record in streams.get_records(ShardIterator=iterator)["Records"]]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = [
+        {
+            **record,
+            "eventSourceARN": stream_arn,
+            "dynamodb": {
+                **record["dynamodb"],
+                "ApproximateCreationDateTime": record["dynamodb"]["ApproximateCreationDateTime"].timestamp(),
+            },
+        }
+        for record in streams.get_records(ShardIterator=iterator)["Records"]
+    ]
     monkeypatch.setenv("EVENT_BUS_NAME", CONFIG["stages"][stage]["environment_variables"]["EVENT_BUS_NAME"])
     import app
 
     assert app.push_changes({"Records": records}, None) == {"published": 2}
-    delivered = [json.loads(message["Body"]) for message in
-                 sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]
-    assert [(event["source"], event["detail-type"], event["detail"]["tenant"], event["detail"]["reservation"]["id"])
-            for event in delivered] == [("my-reservation", "reservation.created", team, made_ids[team])]
+    delivered = [
+        json.loads(message["Body"])
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert [
+        (event["source"], event["detail-type"], event["detail"]["tenant"], event["detail"]["reservation"]["id"])
+        for event in delivered
+    ] == [("my-reservation", "reservation.created", team, made_ids[team])]

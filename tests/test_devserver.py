@@ -1,5 +1,6 @@
 """`make serve` as a process: a busy port is one clear line and a non-zero exit; a stopped server is gone fast.
 And what it runs beside the API (devserver/background.py): the hold sweep and the change-feed push."""
+
 import concurrent.futures
 import datetime
 import json
@@ -32,8 +33,9 @@ from tests.helpers import reservation, stamp
 
 
 def _serve(*arguments) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "devserver.serve", *arguments], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "devserver.serve", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_busy_http_port_ends_serve_with_one_line(local_server):
@@ -41,8 +43,7 @@ def test_a_busy_http_port_ends_serve_with_one_line(local_server):
     began = time.monotonic()
     second = _serve("--port", busy, "--grpc-port", "0")
     assert second.returncode != 0 and second.stdout == ""
-    assert second.stderr.splitlines() == [
-        f"my-reservation: port {busy} is already in use (set PORT=... or --port)"]
+    assert second.stderr.splitlines() == [f"my-reservation: port {busy} is already in use (set PORT=... or --port)"]
     assert time.monotonic() - began < 10  # refused before the embedded DynamoDB starts
 
 
@@ -51,7 +52,8 @@ def test_a_busy_grpc_port_ends_serve_with_one_line(local_server):
     second = _serve("--port", "0", "--grpc-port", busy)
     assert second.returncode != 0 and second.stdout == ""
     assert second.stderr.splitlines() == [
-        f"my-reservation: gRPC port {busy} is already in use (set GRPC_PORT=... or --grpc-port)"]
+        f"my-reservation: gRPC port {busy} is already in use (set GRPC_PORT=... or --grpc-port)"
+    ]
 
 
 def test_grpc_servers_do_not_share_a_port():
@@ -73,7 +75,7 @@ def test_a_stopped_server_exits_within_5_seconds(stop_signal):
     server = LocalServer()
     listeners = []
     try:
-        start = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+        start = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
         ReservationClient(server.url).reserve("room", "alice", start, start + datetime.timedelta(hours=1))
         listeners += [GrpcListener(server, pb.ListenRequest()), ConnectListener(server, pb.ListenRequest())]
         time.sleep(0.5)
@@ -158,10 +160,14 @@ def test_the_sweep_removes_expired_holds_of_every_tenant_with_their_events(dynam
     ((seconds, sweep, name),) = scheduled
     assert (seconds, name) == (0.5, "hold sweep")
     brief = Duration(nanos=1_000_000)
-    expiring = {(tenant, _reserve(api, tenant, resource, hold_for=brief).id)
-                for tenant, resource in (("team-a", "desk-1"), ("team-a", "desk-2"), ("team-b", "desk-1"))}
-    staying = [_reserve(api, "team-a", "desk-3", hold_for=Duration(seconds=3600)),
-               _reserve(api, "team-a", "desk-4")]  # a hold of an hour, and a PENDING that is no hold
+    expiring = {
+        (tenant, _reserve(api, tenant, resource, hold_for=brief).id)
+        for tenant, resource in (("team-a", "desk-1"), ("team-a", "desk-2"), ("team-b", "desk-1"))
+    }
+    staying = [
+        _reserve(api, "team-a", "desk-3", hold_for=Duration(seconds=3600)),
+        _reserve(api, "team-a", "desk-4"),
+    ]  # a hold of an hour, and a PENDING that is no hold
     time.sleep(0.01)
     assert sweep() == 3
     for tenant, rid in expiring:
@@ -170,8 +176,12 @@ def test_the_sweep_removes_expired_holds_of_every_tenant_with_their_events(dynam
         assert raised.value.code.value == "not_found"
     for kept in staying:
         assert api.get(pb.GetRequest(id=kept.id), CallContext(Caller("team-a"))).reservation == kept
-    expired = {(tenant, event.reservation.id) for tenant in ("team-a", "team-b")
-               for event in _feed(api, tenant) if event.kind == pb.RESERVATION_EXPIRED}
+    expired = {
+        (tenant, event.reservation.id)
+        for tenant in ("team-a", "team-b")
+        for event in _feed(api, tenant)
+        if event.kind == pb.RESERVATION_EXPIRED
+    }
     assert expired == expiring
     assert sweep() == 0  # nothing left to do, nothing done twice
     assert check(dynamodb, TABLE) == []
@@ -184,18 +194,25 @@ def test_the_sweep_gives_a_pools_units_back(dynamodb, scheduled):
     api = default_api()
     background.start_sweep(1)
     ((_, sweep, _),) = scheduled
-    api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id="pool", capacity=3, step=Duration(
-        seconds=900))), CallContext(Caller("team-a")))
+    api.define_resource(
+        pb.DefineResourceRequest(resource=pb.Resource(id="pool", capacity=3, step=Duration(seconds=900))),
+        CallContext(Caller("team-a")),
+    )
     kept = _reserve(api, "team-a", "pool", start=0, end=60)
-    holds = [_reserve(api, "team-a", "pool", user=f"u{n}", start=0, end=30, hold_for=Duration(nanos=1_000_000))
-             for n in range(2)]
+    holds = [
+        _reserve(api, "team-a", "pool", user=f"u{n}", start=0, end=30, hold_for=Duration(nanos=1_000_000))
+        for n in range(2)
+    ]
     time.sleep(0.01)
     assert sweep() == 2
-    assert [r.id for r in api.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="pool")),
-                                     CallContext(Caller("team-a"))).reservations] == [kept.id]
+    assert [
+        r.id
+        for r in api.filter(
+            pb.FilterRequest(query=pb.QueryRequest(resource_id="pool")), CallContext(Caller("team-a"))
+        ).reservations
+    ] == [kept.id]
     assert check(dynamodb, TABLE) == []  # the buckets count the one reservation left
-    assert {e.reservation.id for e in _feed(api, "team-a") if e.kind == pb.RESERVATION_EXPIRED} == {
-        h.id for h in holds}
+    assert {e.reservation.id for e in _feed(api, "team-a") if e.kind == pb.RESERVATION_EXPIRED} == {h.id for h in holds}
 
 
 def _pump_of(local_server) -> tuple:
@@ -208,8 +225,11 @@ def _pump_of(local_server) -> tuple:
 
 
 def _mine(published: list, tenant: str) -> list:
-    return [(entry["DetailType"], json.loads(entry["Detail"])) for entry in published
-            if json.loads(entry["Detail"])["tenant"] == tenant]
+    return [
+        (entry["DetailType"], json.loads(entry["Detail"]))
+        for entry in published
+        if json.loads(entry["Detail"])["tenant"] == tenant
+    ]
 
 
 def test_the_stream_pump_publishes_each_change_event_once(local_server):
@@ -218,8 +238,9 @@ def test_the_stream_pump_publishes_each_change_event_once(local_server):
     headers = {"x-tenant-id": tenant}
     with ReservationServiceClientSync(local_server.url) as client:
         client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=room, name="R")), headers=headers)
-        made = client.reserve(pb.ReserveRequest(reservation=reservation(resource=room, note="n")),
-                              headers=headers).reservation
+        made = client.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=room, note="n")), headers=headers
+        ).reservation
         with pytest.raises(ConnectError):  # a refused change writes no event: nothing to publish
             client.reserve(pb.ReserveRequest(reservation=reservation(resource=room)), headers=headers)
         client.confirm(pb.ConfirmRequest(id=made.id), headers=headers)
@@ -229,11 +250,18 @@ def test_the_stream_pump_publishes_each_change_event_once(local_server):
         client.delete_resource(pb.DeleteResourceRequest(id=room), headers=headers)
     pump.pump()
     mine = _mine(published, tenant)
-    assert [kind for kind, _ in mine] == ["resource.defined", "reservation.created", "reservation.confirmed",
-                                          "reservation.updated", "reservation.rescheduled", "reservation.cancelled",
-                                          "resource.deleted"]
-    assert all(entry["Source"] == "my-reservation" and entry["EventBusName"] == background.LOCAL_BUS
-               for entry in published)
+    assert [kind for kind, _ in mine] == [
+        "resource.defined",
+        "reservation.created",
+        "reservation.confirmed",
+        "reservation.updated",
+        "reservation.rescheduled",
+        "reservation.cancelled",
+        "resource.deleted",
+    ]
+    assert all(
+        entry["Source"] == "my-reservation" and entry["EventBusName"] == background.LOCAL_BUS for entry in published
+    )
     _, created = mine[1]
     assert created["kind"] == "RESERVATION_CREATED" and "cursor" not in created
     assert (created["reservation"]["id"], created["reservation"]["note"]) == (made.id, "n")
@@ -252,8 +280,10 @@ def test_a_move_to_another_resource_is_published_once(local_server):
     headers = {"x-tenant-id": tenant}
     with ReservationServiceClientSync(local_server.url) as client:
         made = client.reserve(pb.ReserveRequest(reservation=reservation(resource="from")), headers=headers)
-        client.reschedule(pb.RescheduleRequest(id=made.reservation.id, start=stamp(0), end=stamp(60),
-                                               resource_id="to"), headers=headers)
+        client.reschedule(
+            pb.RescheduleRequest(id=made.reservation.id, start=stamp(0), end=stamp(60), resource_id="to"),
+            headers=headers,
+        )
     pump.pump()
     assert [kind for kind, _ in _mine(published, tenant)] == ["reservation.created", "reservation.rescheduled"]
 
@@ -264,13 +294,13 @@ def test_start_pump_prints_each_event_it_would_publish_on_stderr(local_server, s
     assert (seconds, name) == (0.2, "change-feed push")
     tenant = f"team-{uuid.uuid4().hex[:8]}"
     with ReservationServiceClientSync(local_server.url) as client:
-        made = client.reserve(pb.ReserveRequest(reservation=reservation(resource="room")),
-                              headers={"x-tenant-id": tenant}).reservation
+        made = client.reserve(
+            pb.ReserveRequest(reservation=reservation(resource="room")), headers={"x-tenant-id": tenant}
+        ).reservation
     pump()
     lines = capsys.readouterr().err.splitlines()
     (line,) = [line for line in lines if made.id in line]
     prefix = "my-reservation: EventBridge reservation.created "
     assert line.startswith(prefix)
-    detail = json.loads(line[len(prefix):])
-    assert (detail["tenant"], detail["reservation"]["id"], detail["kind"]) == (tenant, made.id,
-                                                                               "RESERVATION_CREATED")
+    detail = json.loads(line[len(prefix) :])
+    assert (detail["tenant"], detail["reservation"]["id"], detail["kind"]) == (tenant, made.id, "RESERVATION_CREATED")

@@ -1,5 +1,6 @@
 """The embedded DynamoDB (moto patched by devserver/moto_patches.py): all-or-nothing transactions that
 copy only what they touch, Queries that read only their key range, stream records, and nothing kept alive."""
+
 import gc
 import random
 
@@ -27,8 +28,12 @@ def _table() -> Table:
 
 
 def _by_user(client, user: str) -> list:
-    return client.query(TableName=TABLE, IndexName="by_user", KeyConditionExpression="uk = :u",
-                        ExpressionAttributeValues={":u": {"S": user}})["Items"]
+    return client.query(
+        TableName=TABLE,
+        IndexName="by_user",
+        KeyConditionExpression="uk = :u",
+        ExpressionAttributeValues={":u": {"S": user}},
+    )["Items"]
 
 
 def _streams():
@@ -45,24 +50,41 @@ def _stream_records(client) -> list:
 
 
 def test_a_transaction_whose_last_action_fails_leaves_every_item_as_before(dynamodb):
-    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", uk="room", start_key="2", note="b"),
-                                             "ver": {"N": "1"}})
+    dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", uk="room", start_key="2", note="b"), "ver": {"N": "1"}})
     dynamodb.put_item(TableName=TABLE, Item=_item("C", "C", uk="room", start_key="3"))
     dynamodb.put_item(TableName=TABLE, Item={**_item("D", "D"), "ver": {"N": "7"}})
     before, indexed_before, records_before = scan_all(dynamodb), _by_user(dynamodb, "room"), _stream_records(dynamodb)
 
     with pytest.raises(dynamodb.exceptions.TransactionCanceledException) as cancelled:
-        dynamodb.transact_write_items(TransactItems=[
-            {"Put": {"TableName": TABLE, "Item": _item("A", "A", uk="room", start_key="1"),
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Update": {"TableName": TABLE, "Key": _key("B", "B"),
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": TABLE,
+                        "Item": _item("A", "A", uk="room", start_key="1"),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": _key("B", "B"),
                         "UpdateExpression": "SET uk = :other, ver = ver + :one REMOVE note",
                         "ConditionExpression": "ver = :one",
-                        "ExpressionAttributeValues": {":other": {"S": "hall"}, ":one": {"N": "1"}}}},
-            {"Delete": {"TableName": TABLE, "Key": _key("C", "C")}},
-            {"Put": {"TableName": TABLE, "Item": _item("D", "D", note="never"),
-                     "ConditionExpression": "ver = :read", "ExpressionAttributeValues": {":read": {"N": "6"}}}},
-        ])
+                        "ExpressionAttributeValues": {":other": {"S": "hall"}, ":one": {"N": "1"}},
+                    }
+                },
+                {"Delete": {"TableName": TABLE, "Key": _key("C", "C")}},
+                {
+                    "Put": {
+                        "TableName": TABLE,
+                        "Item": _item("D", "D", note="never"),
+                        "ConditionExpression": "ver = :read",
+                        "ExpressionAttributeValues": {":read": {"N": "6"}},
+                    }
+                },
+            ]
+        )
 
     reasons = [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]]
     assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
@@ -73,11 +95,19 @@ def test_a_transaction_whose_last_action_fails_leaves_every_item_as_before(dynam
 
 def test_a_transaction_applies_all_of_its_actions(dynamodb):
     dynamodb.put_item(TableName=TABLE, Item={**_item("B", "B", uk="room", start_key="2"), "ver": {"N": "1"}})
-    dynamodb.transact_write_items(TransactItems=[
-        {"Put": {"TableName": TABLE, "Item": _item("A", "A", uk="room", start_key="1")}},
-        {"Update": {"TableName": TABLE, "Key": _key("B", "B"), "UpdateExpression": "SET uk = :other",
-                    "ExpressionAttributeValues": {":other": {"S": "hall"}}}},
-    ])
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item("A", "A", uk="room", start_key="1")}},
+            {
+                "Update": {
+                    "TableName": TABLE,
+                    "Key": _key("B", "B"),
+                    "UpdateExpression": "SET uk = :other",
+                    "ExpressionAttributeValues": {":other": {"S": "hall"}},
+                }
+            },
+        ]
+    )
     assert [item["pk"]["S"] for item in _by_user(dynamodb, "room")] == ["A"]
     assert [item["pk"]["S"] for item in _by_user(dynamodb, "hall")] == ["B"]
 
@@ -86,19 +116,30 @@ def test_two_actions_on_one_item_are_refused_and_change_nothing(dynamodb):
     dynamodb.put_item(TableName=TABLE, Item=_item("B", "B"))
     before = scan_all(dynamodb)
     with pytest.raises(dynamodb.exceptions.ClientError, match="multiple operations on one item"):
-        dynamodb.transact_write_items(TransactItems=[
-            {"Put": {"TableName": TABLE, "Item": _item("A", "A")}},
-            {"Delete": {"TableName": TABLE, "Key": _key("B", "B")}},
-            {"Put": {"TableName": TABLE, "Item": _item("B", "B", note="again")}},
-        ])
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": _item("A", "A")}},
+                {"Delete": {"TableName": TABLE, "Key": _key("B", "B")}},
+                {"Put": {"TableName": TABLE, "Item": _item("B", "B", note="again")}},
+            ]
+        )
     assert scan_all(dynamodb) == before
 
 
 def test_writes_show_up_in_the_stream_with_old_and_new_images(dynamodb):
     dynamodb.put_item(TableName=TABLE, Item=_item("A", "A", note="first"))
-    dynamodb.transact_write_items(TransactItems=[{"Update": {
-        "TableName": TABLE, "Key": _key("A", "A"), "UpdateExpression": "SET note = :n",
-        "ExpressionAttributeValues": {":n": {"S": "second"}}}}])
+    dynamodb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": TABLE,
+                    "Key": _key("A", "A"),
+                    "UpdateExpression": "SET note = :n",
+                    "ExpressionAttributeValues": {":n": {"S": "second"}},
+                }
+            }
+        ]
+    )
     dynamodb.delete_item(TableName=TABLE, Key=_key("A", "A"))
 
     records = _stream_records(dynamodb)
@@ -135,20 +176,36 @@ def test_the_stream_keeps_its_newest_records_within_its_cap(dynamodb, monkeypatc
 def test_no_copy_stays_alive(dynamodb):
     """moto tracked every instance (copies too) and deep-copied the table per transaction action."""
     for n in range(30):
-        dynamodb.put_item(TableName=TABLE, Item={**_item(f"R{n}", "R", uk="room", start_key=f"{n:03}"),
-                                                 "ver": {"N": "1"}})
+        dynamodb.put_item(
+            TableName=TABLE, Item={**_item(f"R{n}", "R", uk="room", start_key=f"{n:03}"), "ver": {"N": "1"}}
+        )
     for n in range(30):
-        dynamodb.transact_write_items(TransactItems=[
-            {"Update": {"TableName": TABLE, "Key": _key(f"R{n}", "R"), "UpdateExpression": "SET ver = ver + :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
-            {"Put": {"TableName": TABLE, "Item": _item(f"N{n}", "N")}},
-        ])
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": TABLE,
+                        "Key": _key(f"R{n}", "R"),
+                        "UpdateExpression": "SET ver = ver + :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+                {"Put": {"TableName": TABLE, "Item": _item(f"N{n}", "N")}},
+            ]
+        )
         with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
-            dynamodb.transact_write_items(TransactItems=[
-                {"Put": {"TableName": TABLE, "Item": _item(f"X{n}", "X")}},
-                {"ConditionCheck": {"TableName": TABLE, "Key": _key(f"R{n}", "R"),
-                                    "ConditionExpression": "attribute_not_exists(pk)"}},
-            ])
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": TABLE, "Item": _item(f"X{n}", "X")}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": TABLE,
+                            "Key": _key(f"R{n}", "R"),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
         _by_user(dynamodb, "room")
         dynamodb.get_item(TableName=TABLE, Key=_key(f"missing{n}", "M"))
     gc.collect()
@@ -158,17 +215,26 @@ def test_no_copy_stays_alive(dynamodb):
     assert not any(pk.value.startswith("missing") for pk in _table().items)  # no empty partition left behind
 
 
-def _query_both_ways(table: Table, index_name, hash_name, hash_value, range_name, comparison, values, limit,
-                     forward) -> tuple:
+def _query_both_ways(
+    table: Table, index_name, hash_name, hash_value, range_name, comparison, values, limit, forward
+) -> tuple:
     """Every page of one Query, through the patched Table.query and through moto's own."""
     answers = []
     for query in (table.query, moto_patches.original(Table, "query").__get__(table)):
         pages, start = [], None
         while True:
             items, scanned, last = query(
-                DynamoType(hash_value), comparison, values, limit, start, forward, None, index_name=index_name,
+                DynamoType(hash_value),
+                comparison,
+                values,
+                limit,
+                start,
+                forward,
+                None,
+                index_name=index_name,
                 hash_key_conditions=[(hash_name, DynamoType(hash_value))],
-                range_key_conditions=[(range_name, comparison, values)] if comparison else [])
+                range_key_conditions=[(range_name, comparison, values)] if comparison else [],
+            )
             pages.append(([item.to_json() for item in items], scanned, last))
             if last is None or len(pages) > 200:
                 break
@@ -183,7 +249,7 @@ def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
     keys-only `holds` index; every range operator, both orders, limits, every page)."""
     chance = random.Random(seed)
     letters = "abcde"
-    for n in range(150):
+    for _n in range(150):
         item = _item(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}")
         if chance.random() < 0.8:
             item.update(uk={"S": chance.choice(letters)}, start_key={"S": f"k{chance.randrange(10)}"})
@@ -193,12 +259,16 @@ def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
         if chance.random() < 0.2:
             dynamodb.delete_item(TableName=TABLE, Key=_key(f"p{chance.choice(letters)}", f"s{chance.randrange(40):02}"))
         if chance.random() < 0.2:
-            dynamodb.update_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
-                                 UpdateExpression="SET uk = :r",
-                                 ExpressionAttributeValues={":r": {"S": chance.choice(letters)}})
+            dynamodb.update_item(
+                TableName=TABLE,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET uk = :r",
+                ExpressionAttributeValues={":r": {"S": chance.choice(letters)}},
+            )
         if chance.random() < 0.1:
-            dynamodb.update_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]},
-                                 UpdateExpression="REMOVE hk, hexp")
+            dynamodb.update_item(
+                TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="REMOVE hk, hexp"
+            )
     table = _table()
     answered = set()  # where a Query found something (the comparison must not be of empty answers only)
     for _ in range(60):
@@ -212,17 +282,29 @@ def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
             bound.sort(key=lambda value: int(value["N"]))
         else:
             index_name, hash_name, range_name, prefix, width = (
-                ("by_user", "uk", "start_key", "k", 1) if where == "by_user" else (None, "pk", "sk", "s", 2))
+                ("by_user", "uk", "start_key", "k", 1) if where == "by_user" else (None, "pk", "sk", "s", 2)
+            )
             hash_value = {"S": ("" if index_name else "p") + chance.choice(letters + "z")}
-            bound = [{"S": value} for value in sorted(
-                f"{prefix}{chance.randrange(12 if index_name else 42):0{width}}" for _ in range(2))]
+            bound = [
+                {"S": value}
+                for value in sorted(f"{prefix}{chance.randrange(12 if index_name else 42):0{width}}" for _ in range(2))
+            ]
         if comparison == "BEGINS_WITH":
             values = [{"S": bound[0]["S"][:-1]}]
         else:
             values = {None: [], "BETWEEN": bound}.get(comparison, bound[:1])
         limit = chance.choice([None, 1, 2, 3, 7, 50])
-        patched, moto = _query_both_ways(table, index_name, hash_name, hash_value, range_name, comparison,
-                                         [DynamoType(value) for value in values], limit, chance.random() < 0.5)
+        patched, moto = _query_both_ways(
+            table,
+            index_name,
+            hash_name,
+            hash_value,
+            range_name,
+            comparison,
+            [DynamoType(value) for value in values],
+            limit,
+            chance.random() < 0.5,
+        )
         assert patched == moto, (index_name, hash_value, comparison, values, limit)
         if any(items for items, _, _ in patched):
             answered.add(where)

@@ -5,6 +5,7 @@ leaves, resuming from an event's cursor with no gap and no duplicate, cursors th
 of another scope, and holds removed by the local sweep showing up in the feed and on the EventBridge lines the
 devserver prints on stderr. The server of this module runs the sweep every second and signs cursors with a key
 known here (so that an expired cursor can be made)."""
+
 import http.client
 import json
 import os
@@ -46,11 +47,16 @@ def unique(prefix: str) -> str:
 class ServerWithStderr(LocalServer):
     """LocalServer whose stderr (the EventBridge lines, failures of background rounds) goes to a file."""
 
-    def __init__(self, *arguments: str, environment: dict = None):
+    def __init__(self, *arguments: str, environment: dict | None = None):
         self.stderr = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".stderr")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, env={**os.environ, **(environment or {})})
+            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env={**os.environ, **(environment or {})},
+        )
         self.url = self._announced("Connect API on ")
         self.grpc_target = self._announced("gRPC on ")
         self.dynamodb_url = self._announced("embedded DynamoDB on ").split(",")[0]
@@ -116,17 +122,22 @@ class GrpcListener:
 
 class ConnectListener:
     """listen over make serve's Connect endpoint with plain http.client, reading envelopes as they arrive."""
+
     protocol = "connect"
 
     def __init__(self, server, request: pb.ListenRequest, tenant: str = "", codec: str = "proto"):
         host, port = server.url.removeprefix("http://").rsplit(":", 1)
         self.codec = codec
         self.connection = http.client.HTTPConnection(host, int(port), timeout=60)
-        payload = request.SerializeToString() if codec == "proto" else json.dumps(
-            {"resourceId": request.resource_id, "userId": request.user_id, "after": request.after}).encode()
+        payload = (
+            request.SerializeToString()
+            if codec == "proto"
+            else json.dumps(
+                {"resourceId": request.resource_id, "userId": request.user_id, "after": request.after}
+            ).encode()
+        )
         headers = {"Content-Type": f"application/connect+{codec}", **dict(metadata_of(tenant))}
-        self.connection.request("POST", PATH + "listen", body=ENVELOPE.pack(0, len(payload)) + payload,
-                                headers=headers)
+        self.connection.request("POST", PATH + "listen", body=ENVELOPE.pack(0, len(payload)) + payload, headers=headers)
         self.response = self.connection.getresponse()
         self.events, self.end, self.finished = queue.Queue(), None, threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -175,8 +186,10 @@ def next_event(listener, timeout: float = 5.0):
     try:
         return listener.events.get(timeout=timeout)
     except queue.Empty:
-        raise AssertionError(f"no event within {timeout} s over {listener.protocol} "
-                             f"(finished: {listener.finished.is_set()}, error: {listener.error_code!r})") from None
+        raise AssertionError(
+            f"no event within {timeout} s over {listener.protocol} "
+            f"(finished: {listener.finished.is_set()}, error: {listener.error_code!r})"
+        ) from None
 
 
 def quiet(listener, seconds: float) -> list:
@@ -209,17 +222,20 @@ def test_a_listener_gets_each_change_within_a_second(server, stub, protocol):
         since_sent, since_answered = [], []
         for n in range(20):
             sent = time.time()
-            made = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, start=n * 10,
-                                                                          end=n * 10 + 10)), timeout=10).reservation
+            made = stub.reserve(
+                pb.ReserveRequest(reservation=reservation(resource=room, start=n * 10, end=n * 10 + 10)), timeout=10
+            ).reservation
             answered = time.time()
             event, arrived = next_event(listener)
             assert (event.kind, event.reservation.id) == (pb.RESERVATION_CREATED, made.id)
             since_sent.append(arrived - sent)
             since_answered.append(arrived - answered)
         p50, p99 = percentile(since_sent, 0.5), percentile(since_sent, 0.99)
-        print(f"\nlisten over {protocol}: from the change's call to the event, p50 {p50 * 1000:.0f} ms, "
-              f"p99 {p99 * 1000:.0f} ms, max {max(since_sent) * 1000:.0f} ms (from its answer: p50 "
-              f"{statistics.median(since_answered) * 1000:.0f} ms) over {len(since_sent)} events")
+        print(
+            f"\nlisten over {protocol}: from the change's call to the event, p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms, max {max(since_sent) * 1000:.0f} ms (from its answer: p50 "
+            f"{statistics.median(since_answered) * 1000:.0f} ms) over {len(since_sent)} events"
+        )
         assert max(since_sent) < DELIVERY_SECONDS, since_sent
         assert not listener.finished.is_set()
     finally:
@@ -233,8 +249,9 @@ def test_without_a_cursor_a_listener_gets_what_happens_after_it_connects(server,
     try:
         # the server starts reading the feed when the call reaches it: retry until a change made now shows up
         for attempt in range(10):
-            stub.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=room, name=f"try {attempt}")),
-                                 timeout=10)
+            stub.define_resource(
+                pb.DefineResourceRequest(resource=pb.Resource(id=room, name=f"try {attempt}")), timeout=10
+            )
             try:
                 event, _ = listener.events.get(timeout=1)
                 break
@@ -330,9 +347,12 @@ def test_connect_listen_is_a_chunked_stream_that_stays_open(server, stub):
         assert listener.response.status == 200
         assert listener.response.getheader("Content-Type") == "application/connect+proto"
         assert listener.response.getheader("Transfer-Encoding") == "chunked"
-        made = [stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, start=n * 60,
-                                                                       end=n * 60 + 30)), timeout=10).reservation
-                for n in range(3)]
+        made = [
+            stub.reserve(
+                pb.ReserveRequest(reservation=reservation(resource=room, start=n * 60, end=n * 60 + 30)), timeout=10
+            ).reservation
+            for n in range(3)
+        ]
         assert [next_event(listener)[0].reservation.id for _ in made] == [r.id for r in made]
         assert quiet(listener, 3) == [] and not listener.finished.is_set() and listener.end is None
         stub.cancel(pb.CancelRequest(id=made[0].id), timeout=10)
@@ -379,11 +399,15 @@ def test_listen_keeps_tenants_apart(server, stub):
     room = unique("room")
     listener = GrpcListener(server, pb.ListenRequest(after=cursor_now(stub, tenant=mine)), tenant=mine)
     try:
-        stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, note="secret")), timeout=10,
-                     metadata=metadata_of(theirs))
+        stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=room, note="secret")),
+            timeout=10,
+            metadata=metadata_of(theirs),
+        )
         stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, start=120, end=180)), timeout=10)
-        own = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room)), timeout=10,
-                           metadata=metadata_of(mine)).reservation
+        own = stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=room)), timeout=10, metadata=metadata_of(mine)
+        ).reservation
         event, _ = next_event(listener)
         assert event.reservation.id == own.id
         assert quiet(listener, 1) == []
@@ -398,15 +422,25 @@ def test_a_move_to_another_resource_reaches_every_scope_once(server, stub, proto
     listeners = {}
     try:
         for name, scope in scopes.items():
-            listeners[name] = LISTENERS[protocol](server, pb.ListenRequest(
-                after=cursor_now(stub, tenant=tenant, **scope), **scope), tenant=tenant)
-        made = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=old, user=user)), timeout=10,
-                            metadata=metadata_of(tenant)).reservation
-        stub.reschedule(pb.RescheduleRequest(id=made.id, start=stamp(0), end=stamp(60), resource_id=new),
-                        timeout=10, metadata=metadata_of(tenant))
-        expected = {"user": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
-                    "tenant": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
-                    "old": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED], "new": [pb.RESERVATION_RESCHEDULED]}
+            listeners[name] = LISTENERS[protocol](
+                server, pb.ListenRequest(after=cursor_now(stub, tenant=tenant, **scope), **scope), tenant=tenant
+            )
+        made = stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=old, user=user)),
+            timeout=10,
+            metadata=metadata_of(tenant),
+        ).reservation
+        stub.reschedule(
+            pb.RescheduleRequest(id=made.id, start=stamp(0), end=stamp(60), resource_id=new),
+            timeout=10,
+            metadata=metadata_of(tenant),
+        )
+        expected = {
+            "user": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
+            "tenant": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
+            "old": [pb.RESERVATION_CREATED, pb.RESERVATION_RESCHEDULED],
+            "new": [pb.RESERVATION_RESCHEDULED],
+        }
         for name, kinds in expected.items():
             got = [next_event(listeners[name])[0] for _ in kinds]
             assert [e.kind for e in got] == kinds, name
@@ -437,8 +471,7 @@ def test_a_listener_resumes_from_an_events_cursor_with_no_gap_and_no_duplicate(s
     assert [e.kind for e in seen] == [pb.RESERVATION_CREATED, pb.RESERVATION_CONFIRMED, pb.RESERVATION_UPDATED]
     # while nobody listens
     stub.reschedule(pb.RescheduleRequest(id=made.id, start=stamp(60), end=stamp(120)), timeout=10)
-    other = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, user="bob")),
-                         timeout=10).reservation
+    other = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room, user="bob")), timeout=10).reservation
     stub.cancel(pb.CancelRequest(id=made.id), timeout=10)
     again = LISTENERS[protocol](server, pb.ListenRequest(resource_id=room, after=seen[1].cursor))
     try:
@@ -450,8 +483,12 @@ def test_a_listener_resumes_from_an_events_cursor_with_no_gap_and_no_duplicate(s
         again.close()
     assert resumed[0] == seen[2]  # the event after the cursor: the same one, cursor included
     assert [(e.kind, e.reservation.id) for e in resumed] == [
-        (pb.RESERVATION_UPDATED, made.id), (pb.RESERVATION_RESCHEDULED, made.id),
-        (pb.RESERVATION_CREATED, other.id), (pb.RESERVATION_CANCELLED, made.id), (pb.RESERVATION_UPDATED, other.id)]
+        (pb.RESERVATION_UPDATED, made.id),
+        (pb.RESERVATION_RESCHEDULED, made.id),
+        (pb.RESERVATION_CREATED, other.id),
+        (pb.RESERVATION_CANCELLED, made.id),
+        (pb.RESERVATION_UPDATED, other.id),
+    ]
     assert len({e.cursor for e in seen[:2] + resumed}) == 7
     paged = stub.changes(pb.ChangesRequest(resource_id=room, after=seen[1].cursor), timeout=10).events
     assert list(paged) == resumed  # the stream and the pull API agree, cursors included
@@ -485,7 +522,7 @@ def test_expired_tampered_and_foreign_cursors(server, stub, protocol, monkeypatc
     assert code == "out_of_range" and "7 days" in message and "Query" in message
     genuine = cursor_now(stub, resource_id=room)
     middle = len(genuine) // 2
-    tampered = genuine[:middle] + ("A" if genuine[middle] != "A" else "B") + genuine[middle + 1:]
+    tampered = genuine[:middle] + ("A" if genuine[middle] != "A" else "B") + genuine[middle + 1 :]
     assert refused(tampered) == ("invalid_argument", "after: not a token this service issued")
     assert refused("not a cursor")[0] == "invalid_argument"
     assert refused(genuine, resource=unique("room")) == ("invalid_argument", "after: belongs to a different query")
@@ -497,11 +534,17 @@ def test_expired_tampered_and_foreign_cursors(server, stub, protocol, monkeypatc
 
 def test_a_hold_swept_locally_is_in_the_feed_and_on_the_eventbridge_lines(server, stub):
     tenant, room = unique("team"), unique("desk")
-    listener = GrpcListener(server, pb.ListenRequest(resource_id=room, after=cursor_now(
-        stub, tenant=tenant, resource_id=room)), tenant=tenant)
+    listener = GrpcListener(
+        server,
+        pb.ListenRequest(resource_id=room, after=cursor_now(stub, tenant=tenant, resource_id=room)),
+        tenant=tenant,
+    )
     try:
-        held = stub.reserve(pb.ReserveRequest(reservation=reservation(resource=room), hold_for=Duration(seconds=1)),
-                            timeout=10, metadata=metadata_of(tenant)).reservation
+        held = stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=room), hold_for=Duration(seconds=1)),
+            timeout=10,
+            metadata=metadata_of(tenant),
+        ).reservation
         assert held.status == pb.PENDING and held.HasField("expires_at")
         created, _ = next_event(listener)
         assert (created.kind, created.reservation.id) == (pb.RESERVATION_CREATED, held.id)
@@ -522,7 +565,7 @@ def test_a_hold_swept_locally_is_in_the_feed_and_on_the_eventbridge_lines(server
         for line in server.stderr_lines():
             prefix = "my-reservation: EventBridge "
             if line.startswith(prefix) and held.id in line:
-                detail_type, detail = line[len(prefix):].split(" ", 1)
+                detail_type, detail = line[len(prefix) :].split(" ", 1)
                 assert detail_type not in published, f"published twice: {line}"
                 published[detail_type] = json.loads(detail)
         time.sleep(0.2)
@@ -538,12 +581,17 @@ def test_many_holds_are_swept_together_and_pools_get_their_units_back(server, st
     # bucket: its transaction updated the bucket item once per hold, DynamoDB refused it ("multiple operations
     # on one item") and the whole sweep round failed, every round, for every hold of every tenant.
     pool = unique("pool")
-    stub.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=30,
-                                                                       step=Duration(seconds=900))), timeout=10)
+    stub.define_resource(
+        pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=30, step=Duration(seconds=900))), timeout=10
+    )
     start = cursor_now(stub, resource_id=pool)
-    held = [stub.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, user=f"u{n}"),
-                                           hold_for=Duration(seconds=1)), timeout=10).reservation.id
-            for n in range(25)]  # more than one sweep write (20 holds) takes
+    held = [
+        stub.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=pool, user=f"u{n}"), hold_for=Duration(seconds=1)),
+            timeout=10,
+        ).reservation.id
+        for n in range(25)
+    ]  # more than one sweep write (20 holds) takes
     listener = GrpcListener(server, pb.ListenRequest(resource_id=pool, after=start))
     try:
         kinds = {}
@@ -558,8 +606,9 @@ def test_many_holds_are_swept_together_and_pools_get_their_units_back(server, st
             if event.kind == pb.RESERVATION_EXPIRED:
                 assert kinds.get(event.reservation.id) == pb.RESERVATION_CREATED, "expired twice, or before made"
             kinds[event.reservation.id] = event.kind
-        assert kinds == {rid: pb.RESERVATION_EXPIRED for rid in held}, \
-            [line for line in server.stderr_lines() if "failed" in line][-3:]
+        assert kinds == {rid: pb.RESERVATION_EXPIRED for rid in held}, [
+            line for line in server.stderr_lines() if "failed" in line
+        ][-3:]
         window = pb.AvailabilityRequest(resource_ids=[pool], start=stamp(0), end=stamp(60))
         assert stub.availability(window, timeout=10).resources[0].free_units[0].free == 30
         assert stub.filter(pb.FilterRequest(query=pb.QueryRequest(resource_id=pool)), timeout=10).reservations == []
@@ -577,5 +626,6 @@ def test_many_holds_are_swept_together_and_pools_get_their_units_back(server, st
 
 def test_the_change_feed_push_never_failed(server):
     """Everything above ran with the push every 200 ms beside it (and the sweep every second)."""
-    assert not [line for line in server.stderr_lines()
-                if "change-feed push failed" in line or "Traceback" in line], server.stderr_lines()[-20:]
+    assert not [line for line in server.stderr_lines() if "change-feed push failed" in line or "Traceback" in line], (
+        server.stderr_lines()[-20:]
+    )

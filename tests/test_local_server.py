@@ -1,4 +1,5 @@
 """`make serve` as users meet it: real HTTP clients, buf curl, concurrent callers."""
+
 import concurrent.futures
 import json
 import pathlib
@@ -53,16 +54,34 @@ def test_connect_python_client_binary_and_json(local_server, proto_json):
 
 def buf_curl(url: str, method: str, data: dict, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [BUF, "curl", "--schema", str(ROOT / "protos"), "--data", json.dumps(data), *extra,
-         f"{url}/reservation.ReservationService/{method}"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT)
+        [
+            BUF,
+            "curl",
+            "--schema",
+            str(ROOT / "protos"),
+            "--data",
+            json.dumps(data),
+            *extra,
+            f"{url}/reservation.ReservationService/{method}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def test_buf_curl(local_server):
     """buf curl sends binary protobuf with no Accept header (it reads the schema from protos/)."""
     resource = unique("desk")
-    wanted = {"reservation": {"userId": "carol", "resourceId": resource, "start": "2026-12-01T09:00:00Z",
-                              "end": "2026-12-01T09:30:00.25Z"}}
+    wanted = {
+        "reservation": {
+            "userId": "carol",
+            "resourceId": resource,
+            "start": "2026-12-01T09:00:00Z",
+            "end": "2026-12-01T09:30:00.25Z",
+        }
+    }
     made = buf_curl(local_server.url, "reserve", wanted, "--protocol", "connect")
     assert made.returncode == 0, made.stderr
     answer = json.loads(made.stdout)["reservation"]
@@ -73,10 +92,22 @@ def test_buf_curl(local_server):
 
 
 def test_plain_curl_style_json_without_accept(local_server):
-    body = json.dumps({"reservation": {"userId": "u", "resourceId": unique("r"),
-                                       "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T11:00:00Z"}}).encode()
-    request = urllib.request.Request(local_server.url + "/reservation.ReservationService/reserve", data=body,
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    body = json.dumps(
+        {
+            "reservation": {
+                "userId": "u",
+                "resourceId": unique("r"),
+                "start": "2026-12-01T10:00:00Z",
+                "end": "2026-12-01T11:00:00Z",
+            }
+        }
+    ).encode()
+    request = urllib.request.Request(
+        local_server.url + "/reservation.ReservationService/reserve",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.status == 200
         assert json.loads(answer.read())["reservation"]["status"] == "PENDING"
@@ -88,8 +119,13 @@ def test_chunked_request_bodies(local_server):
     host, port = local_server.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     body = pb.ReserveRequest(reservation=reservation(resource=unique("c"))).SerializeToString()
-    connection.request("POST", "/reservation.ReservationService/reserve", body=iter([body[:7], body[7:]]),
-                       headers={"Content-Type": "application/proto"}, encode_chunked=True)
+    connection.request(
+        "POST",
+        "/reservation.ReservationService/reserve",
+        body=iter([body[:7], body[7:]]),
+        headers={"Content-Type": "application/proto"},
+        encode_chunked=True,
+    )
     answer = connection.getresponse()
     assert answer.status == 200
     assert pb.ReserveResponse.FromString(answer.read()).reservation.id
@@ -97,8 +133,11 @@ def test_chunked_request_bodies(local_server):
 
 def problems_of(local_server, *resources: str) -> list:
     """What ops.checker finds wrong about these resources (or their reservations) on make serve's table."""
-    return [problem for problem in checker.check(local_server.dynamodb(), local_server.table)
-            if any(f"resource {resource} " in problem or f"RES#{resource}" in problem for resource in resources)]
+    return [
+        problem
+        for problem in checker.check(local_server.dynamodb(), local_server.table)
+        if any(f"resource {resource} " in problem or f"RES#{resource}" in problem for resource in resources)
+    ]
 
 
 def test_eight_threads_racing_for_one_window_one_wins(local_server):
@@ -114,8 +153,11 @@ def test_eight_threads_racing_for_one_window_one_wins(local_server):
             with ReservationServiceClientSync(local_server.url) as client:
                 barrier.wait()
                 try:
-                    client.reserve(pb.ReserveRequest(reservation=reservation(
-                        resource=resource, user=f"u{user}", start=user, end=60 + user)))
+                    client.reserve(
+                        pb.ReserveRequest(
+                            reservation=reservation(resource=resource, user=f"u{user}", start=user, end=60 + user)
+                        )
+                    )
                     return "won"
                 except ConnectError as error:
                     return error.code
@@ -138,18 +180,29 @@ def test_eight_threads_with_disjoint_windows_all_win(local_server):
             barrier.wait()
             for n in range(per_thread):
                 start = (user * per_thread + n) * 10
-                made.append(client.reserve(pb.ReserveRequest(reservation=reservation(
-                    resource=resource, user=f"u{user}", start=start, end=start + 10))).reservation)
+                made.append(
+                    client.reserve(
+                        pb.ReserveRequest(
+                            reservation=reservation(resource=resource, user=f"u{user}", start=start, end=start + 10)
+                        )
+                    ).reservation
+                )
         return made
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         made = [r for batch in pool.map(book, range(threads)) for r in batch]
     assert len({r.id for r in made}) == threads * per_thread
     items = scan_all(local_server.dynamodb(), local_server.table)
-    bookings = [layout.booking_from(item).reservation for item in items
-                if layout.kind_of(item) == "booking" and layout.resource_of(item["pk"]["S"]) == resource]
-    stored = [layout.booking_from(item).reservation for item in items
-              if layout.kind_of(item) == "reservation" and item["resource_id"]["S"] == resource]
+    bookings = [
+        layout.booking_from(item).reservation
+        for item in items
+        if layout.kind_of(item) == "booking" and layout.resource_of(item["pk"]["S"]) == resource
+    ]
+    stored = [
+        layout.booking_from(item).reservation
+        for item in items
+        if layout.kind_of(item) == "reservation" and item["resource_id"]["S"] == resource
+    ]
     assert sorted(bookings, key=lambda r: r.id) == sorted(stored, key=lambda r: r.id)
     assert {r.id for r in stored} == {r.id for r in made} and len(stored) == threads * per_thread
     assert problems_of(local_server, resource) == []
@@ -161,29 +214,39 @@ def test_connect_python_client_on_the_rpcs_added_in_v2(local_server, proto_json)
     headers = {"x-tenant-id": tenant}
     hour = Duration(seconds=3600)
     with ReservationServiceClientSync(local_server.url, proto_json=proto_json) as client:
-        defined = client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
-            id=resource, name="Big room", labels={"kind": "room"}, step=Duration(seconds=1800))),
-            headers=headers).resource
+        defined = client.define_resource(
+            pb.DefineResourceRequest(
+                resource=pb.Resource(id=resource, name="Big room", labels={"kind": "room"}, step=Duration(seconds=1800))
+            ),
+            headers=headers,
+        ).resource
         assert client.get_resource(pb.GetResourceRequest(id=resource), headers=headers).resource == defined
-        client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
-            id=pool, capacity=2, step=Duration(seconds=900))), headers=headers)
-        assert [r.id for r in client.list_resources(pb.ListResourcesRequest(labels={"kind": "room"}),
-                                                    headers=headers).resources] == [resource]
+        client.define_resource(
+            pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=2, step=Duration(seconds=900))),
+            headers=headers,
+        )
+        assert [
+            r.id
+            for r in client.list_resources(pb.ListResourcesRequest(labels={"kind": "room"}), headers=headers).resources
+        ] == [resource]
         made = client.reserve(pb.ReserveRequest(reservation=reservation(resource=resource)), headers=headers)
-        moved = client.reschedule(pb.RescheduleRequest(id=made.reservation.id, start=stamp(60), end=stamp(120)),
-                                  headers=headers).reservation
+        moved = client.reschedule(
+            pb.RescheduleRequest(id=made.reservation.id, start=stamp(60), end=stamp(120)), headers=headers
+        ).reservation
         assert (moved.id, moved.start) == (made.reservation.id, stamp(60))
-        free = client.availability(pb.AvailabilityRequest(resource_ids=[resource], start=stamp(0), end=stamp(180)),
-                                   headers=headers).resources[0]
+        free = client.availability(
+            pb.AvailabilityRequest(resource_ids=[resource], start=stamp(0), end=stamp(180)), headers=headers
+        ).resources[0]
         assert [(i.start, i.end) for i in free.busy] == [(stamp(60), stamp(120))]
-        slots = client.find_slots(pb.FindSlotsRequest(resource_ids=[resource], start=stamp(0), end=stamp(180),
-                                                      duration=hour), headers=headers).slots
+        slots = client.find_slots(
+            pb.FindSlotsRequest(resource_ids=[resource], start=stamp(0), end=stamp(180), duration=hour), headers=headers
+        ).slots
         assert [s.start for s in slots] == [stamp(0), stamp(120)]
-        pooled = client.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, units=2)),
-                                headers=headers).reservation
+        pooled = client.reserve(
+            pb.ReserveRequest(reservation=reservation(resource=pool, units=2)), headers=headers
+        ).reservation
         with pytest.raises(ConnectError) as raised:
-            client.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, start=30, end=45)),
-                           headers=headers)
+            client.reserve(pb.ReserveRequest(reservation=reservation(resource=pool, start=30, end=45)), headers=headers)
         conflict = pb.ReservationConflict()
         assert raised.value.code == Code.FAILED_PRECONDITION and raised.value.details[0].Unpack(conflict)
         assert (conflict.full_window.start, conflict.full_window.end, conflict.units_free) == (stamp(30), stamp(45), 0)
@@ -192,7 +255,10 @@ def test_connect_python_client_on_the_rpcs_added_in_v2(local_server, proto_json)
             events = client.changes(pb.ChangesRequest(resource_id=resource), headers=headers).events
             time.sleep(0.1)
         assert [pb.ChangeKind.Name(e.kind) for e in events] == [
-            "RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_RESCHEDULED"]
+            "RESOURCE_DEFINED",
+            "RESERVATION_CREATED",
+            "RESERVATION_RESCHEDULED",
+        ]
         with pytest.raises(ConnectError) as raised:
             client.delete_resource(pb.DeleteResourceRequest(id=pool), headers=headers)
         assert raised.value.code == Code.FAILED_PRECONDITION and pooled.id in raised.value.message
@@ -207,20 +273,41 @@ def test_connect_python_client_on_the_rpcs_added_in_v2(local_server, proto_json)
 def test_buf_curl_on_the_rpcs_added_in_v2_with_a_tenant_header(local_server):
     resource, tenant = unique("desk"), unique("team")
     header = ("-H", f"x-tenant-id: {tenant}")
-    defined = buf_curl(local_server.url, "define_resource", {"resource": {"id": resource, "step": "1800s",
-                                                                          "labels": {"floor": "2"}}}, *header)
+    defined = buf_curl(
+        local_server.url,
+        "define_resource",
+        {"resource": {"id": resource, "step": "1800s", "labels": {"floor": "2"}}},
+        *header,
+    )
     assert defined.returncode == 0, defined.stderr
-    made = buf_curl(local_server.url, "reserve", {"reservation": {
-        "userId": "carol", "resourceId": resource, "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}},
-        *header)
+    made = buf_curl(
+        local_server.url,
+        "reserve",
+        {
+            "reservation": {
+                "userId": "carol",
+                "resourceId": resource,
+                "start": "2026-12-01T09:00:00Z",
+                "end": "2026-12-01T10:00:00Z",
+            }
+        },
+        *header,
+    )
     assert made.returncode == 0, made.stderr
-    free = buf_curl(local_server.url, "availability", {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z",
-                                                       "end": "2026-12-01T11:00:00Z"}, *header)
+    free = buf_curl(
+        local_server.url,
+        "availability",
+        {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z", "end": "2026-12-01T11:00:00Z"},
+        *header,
+    )
     assert free.returncode == 0, free.stderr
     (entry,) = json.loads(free.stdout)["resources"]
     assert entry["busy"] == [{"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}]
-    other = buf_curl(local_server.url, "availability", {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z",
-                                                        "end": "2026-12-01T11:00:00Z"})
+    other = buf_curl(
+        local_server.url,
+        "availability",
+        {"labels": {"floor": "2"}, "start": "2026-12-01T08:00:00Z", "end": "2026-12-01T11:00:00Z"},
+    )
     assert other.returncode == 0 and json.loads(other.stdout) == {}  # the default tenant has no such resource
     deadline = time.monotonic() + 5
     while True:
@@ -255,10 +342,20 @@ def test_eight_threads_racing_for_a_pool_of_three_three_win(local_server):
         for _ in range(3):
             pool = unique("pool")
             pools.append(pool)
-            client.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
-                id=pool, capacity=3, step=Duration(seconds=900))))
-            results = race(local_server.url, 8, lambda n, c: c.reserve(pb.ReserveRequest(reservation=reservation(
-                resource=pool, user=f"u{n}", start=15 * (n % 2), end=60))).reservation.id)
+            client.define_resource(
+                pb.DefineResourceRequest(resource=pb.Resource(id=pool, capacity=3, step=Duration(seconds=900)))
+            )
+            results = race(
+                local_server.url,
+                8,
+                lambda n, c: (
+                    c.reserve(
+                        pb.ReserveRequest(
+                            reservation=reservation(resource=pool, user=f"u{n}", start=15 * (n % 2), end=60)
+                        )
+                    ).reservation.id
+                ),
+            )
             won = [r for r in results if isinstance(r, str)]
             assert len(won) == 3 and results.count(Code.FAILED_PRECONDITION) == 5, results
             free = client.availability(pb.AvailabilityRequest(resource_ids=[pool], start=stamp(0), end=stamp(60)))
@@ -272,10 +369,21 @@ def test_eight_threads_moving_into_one_window_one_wins(local_server):
     # the same read_for_reserve): see test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_...
     resource = unique("move")
     with ReservationServiceClientSync(local_server.url) as client:
-        made = [client.reserve(pb.ReserveRequest(reservation=reservation(
-            resource=resource, user=f"u{n}", start=100 + 10 * n, end=110 + 10 * n))).reservation for n in range(8)]
-    results = race(local_server.url, 8, lambda n, c: c.reschedule(pb.RescheduleRequest(
-        id=made[n].id, start=stamp(n), end=stamp(60 + n))).reservation.id)
+        made = [
+            client.reserve(
+                pb.ReserveRequest(
+                    reservation=reservation(resource=resource, user=f"u{n}", start=100 + 10 * n, end=110 + 10 * n)
+                )
+            ).reservation
+            for n in range(8)
+        ]
+    results = race(
+        local_server.url,
+        8,
+        lambda n, c: (
+            c.reschedule(pb.RescheduleRequest(id=made[n].id, start=stamp(n), end=stamp(60 + n))).reservation.id
+        ),
+    )
     assert len([r for r in results if isinstance(r, str)]) == 1, results
     assert results.count(Code.FAILED_PRECONDITION) == 7, results
     with ReservationServiceClientSync(local_server.url) as client:
@@ -341,22 +449,34 @@ def test_a_reserve_whose_bookings_read_is_older_than_its_guards_read_cannot_doub
     from harness.moto import TABLE
 
     first = build_api(DynamoStore(TABLE, dynamodb))
-    first.define_resource(pb.DefineResourceRequest(resource=pb.Resource(
-        id="room", max_duration=Duration(seconds=7200))), CallContext())
+    first.define_resource(
+        pb.DefineResourceRequest(resource=pb.Resource(id="room", max_duration=Duration(seconds=7200))), CallContext()
+    )
     won = []
-    client = CompetingWriteDuringTheRead(dynamodb, lambda: won.append(first.reserve(pb.ReserveRequest(
-        reservation=reservation(resource="room", user="alice", start=0, end=60)), CallContext()).reservation))
+    client = CompetingWriteDuringTheRead(
+        dynamodb,
+        lambda: won.append(
+            first.reserve(
+                pb.ReserveRequest(reservation=reservation(resource="room", user="alice", start=0, end=60)),
+                CallContext(),
+            ).reservation
+        ),
+    )
     second = build_api(DynamoStore(TABLE, client))
-    second.reserve(pb.ReserveRequest(reservation=reservation(resource="room", user="carol", start=180, end=240)),
-                   CallContext())  # as a process does after its first call: it knows the resource's shape
+    second.reserve(
+        pb.ReserveRequest(reservation=reservation(resource="room", user="carol", start=180, end=240)), CallContext()
+    )  # as a process does after its first call: it knows the resource's shape
     client.armed = True
     try:
-        late = second.reserve(pb.ReserveRequest(reservation=reservation(resource="room", user="bob", start=30,
-                                                                        end=90)), CallContext()).reservation
+        late = second.reserve(
+            pb.ReserveRequest(reservation=reservation(resource="room", user="bob", start=30, end=90)), CallContext()
+        ).reservation
     except ServiceError as error:
         assert error.code.value == "failed_precondition" and won[0].id in error.message
         assert not client.armed  # the competing write did land during the read
     else:
-        pytest.fail(f"{late.id} [00:30, 01:30) was booked over {won[0].id} [00:00, 01:00); the checker: "
-                    f"{checker.check(dynamodb, TABLE)}")
+        pytest.fail(
+            f"{late.id} [00:30, 01:30) was booked over {won[0].id} [00:00, 01:00); the checker: "
+            f"{checker.check(dynamodb, TABLE)}"
+        )
     assert checker.check(dynamodb, TABLE) == []

@@ -27,10 +27,16 @@ def minutes(m: float) -> int:
 
 def v1_reservation_item(reservation_id, user, resource, status, start_ns, end_ns, note="", rev=1) -> dict:
     return {
-        "pk": {"S": f"RSV#{reservation_id}"}, "sk": {"S": "RSV"},
-        "id": {"S": reservation_id}, "user_id": {"S": user}, "resource_id": {"S": resource},
-        "status": {"N": str(status)}, "start": {"N": str(start_ns)}, "end": {"N": str(end_ns)},
-        "note": {"S": note}, "rev": {"N": str(rev)},
+        "pk": {"S": f"RSV#{reservation_id}"},
+        "sk": {"S": "RSV"},
+        "id": {"S": reservation_id},
+        "user_id": {"S": user},
+        "resource_id": {"S": resource},
+        "status": {"N": str(status)},
+        "start": {"N": str(start_ns)},
+        "end": {"N": str(end_ns)},
+        "note": {"S": note},
+        "rev": {"N": str(rev)},
         "start_key": {"S": f"{start_ns - MIN_NS:021d}#{reservation_id}"},
     }
 
@@ -40,7 +46,7 @@ def v1_fingerprint(user, resource, status, start_ns, end_ns, note) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
-def v1_items(reservations: list, requests: dict = None) -> list:
+def v1_items(reservations: list, requests: dict | None = None) -> list:
     """Every item the first release left for `reservations` (id, user, resource, status, start, end, note):
     reservation items, slot items with their claims, users' longest records, remembered request ids."""
     items, slots, longest = [], {}, {}
@@ -50,19 +56,38 @@ def v1_items(reservations: list, requests: dict = None) -> list:
             slots.setdefault((resource, index), {})[reservation_id] = {"L": [{"N": str(start)}, {"N": str(end)}]}
         longest[user] = max(longest.get(user, 0), end - start)
     for (resource, index), claims in slots.items():
-        items.append({"pk": {"S": f"RES#{resource}"}, "sk": {"S": f"SLOT#{index}"}, "ver": {"N": str(len(claims))},
-                      "claims": {"M": claims}})
-    items += [{"pk": {"S": f"USR#{user}"}, "sk": {"S": "USR"}, "longest": {"N": str(duration)}}
-              for user, duration in longest.items()]
+        items.append(
+            {
+                "pk": {"S": f"RES#{resource}"},
+                "sk": {"S": f"SLOT#{index}"},
+                "ver": {"N": str(len(claims))},
+                "claims": {"M": claims},
+            }
+        )
+    items += [
+        {"pk": {"S": f"USR#{user}"}, "sk": {"S": "USR"}, "longest": {"N": str(duration)}}
+        for user, duration in longest.items()
+    ]
     by_id = {r[0]: r for r in reservations}
     for request_id, reservation_id in (requests or {}).items():
         _, user, resource, status, start, end, note = by_id[reservation_id]
-        items.append({"pk": {"S": f"REQ#{request_id}"}, "sk": {"S": "REQ"},
-                      "fingerprint": {"S": v1_fingerprint(user, resource, status, start, end, note)},
-                      "reservation": {"M": {key: value for key, value in v1_reservation_item(
-                          reservation_id, user, resource, status, start, end, note).items()
-                          if key in ("id", "user_id", "resource_id", "status", "start", "end", "note")}},
-                      "expires_at": {"N": str(int(time.time()) + 12 * 3600)}})
+        items.append(
+            {
+                "pk": {"S": f"REQ#{request_id}"},
+                "sk": {"S": "REQ"},
+                "fingerprint": {"S": v1_fingerprint(user, resource, status, start, end, note)},
+                "reservation": {
+                    "M": {
+                        key: value
+                        for key, value in v1_reservation_item(
+                            reservation_id, user, resource, status, start, end, note
+                        ).items()
+                        if key in ("id", "user_id", "resource_id", "status", "start", "end", "note")
+                    }
+                },
+                "expires_at": {"N": str(int(time.time()) + 12 * 3600)},
+            }
+        )
     return items
 
 
@@ -88,7 +113,7 @@ def test_the_first_release_table_is_moved_to_the_v2_layout(first_release):
     slot_items = [item for item in before if item["sk"]["S"].startswith("SLOT#")]
     assert migrate.migrate(first_release, TABLE, dry_run=True)[1] == len(slot_items)
     assert scan_all(first_release) == before  # a dry run changes nothing
-    written, deleted = migrate.migrate(first_release, TABLE)
+    _written, deleted = migrate.migrate(first_release, TABLE)
     assert deleted == len(slot_items)
     items = scan_all(first_release)
     assert not [item for item in items if item["sk"]["S"].startswith("SLOT#")]
@@ -96,8 +121,12 @@ def test_the_first_release_table_is_moved_to_the_v2_layout(first_release):
     for item in items:
         kinds.setdefault(layout.kind_of(item), []).append(item)
     assert len(kinds["reservation"]) == len(kinds["booking"]) == len(V1_RESERVATIONS)
-    assert sorted(layout.resource_of(item["pk"]["S"]) for item in kinds["definition"]) == \
-        ["desk", "hall", "room-1", "room-2"]
+    assert sorted(layout.resource_of(item["pk"]["S"]) for item in kinds["definition"]) == [
+        "desk",
+        "hall",
+        "room-1",
+        "room-2",
+    ]
     assert all(not layout.definition_from(item).defined for item in kinds["definition"])  # markers of the shape
     assert layout.longest_of(next(iter(kinds["tenant"]))) == 20 * DAY_NS
     assert checker.check(first_release, TABLE) == []
@@ -130,8 +159,9 @@ def test_conflicts_see_the_migrated_reservations(v2, first_release):
     answer = v2("reserve", pb.ReserveRequest(reservation=reservation("room-1", "zed", 630, 690)))
     assert answer.code == "failed_precondition"
     assert IDS["a"] in answer.error["message"] and IDS["b"] in answer.error["message"]
-    inside_the_long_one = v2("reserve", pb.ReserveRequest(reservation=reservation("hall", "zed", 5 * 24 * 60,
-                                                                                  5 * 24 * 60 + 30)))
+    inside_the_long_one = v2(
+        "reserve", pb.ReserveRequest(reservation=reservation("hall", "zed", 5 * 24 * 60, 5 * 24 * 60 + 30))
+    )
     assert inside_the_long_one.code == "failed_precondition" and IDS["c"] in inside_the_long_one.error["message"]
     assert v2("reserve", pb.ReserveRequest(reservation=reservation("room-1", "zed", 750, 780))).status == 200
     assert v2("reserve", pb.ReserveRequest(reservation=reservation("room-1", "zed", 540, 600))).status == 200
@@ -153,8 +183,11 @@ def test_queries_find_the_migrated_reservations(v2):
 
 
 def _filter(call, fields) -> list:
-    status, _, body = call.raw("filter", pb.FilterRequest(query=pb.QueryRequest(**fields)).SerializeToString(),
-                               {"content-type": "application/proto"})
+    status, _, body = call.raw(
+        "filter",
+        pb.FilterRequest(query=pb.QueryRequest(**fields)).SerializeToString(),
+        {"content-type": "application/proto"},
+    )
     assert status == 200, body
     return list(pb.FilterResponse.FromString(body).reservations)
 
@@ -165,20 +198,32 @@ def test_migrated_reservations_change_like_any_other(v2, first_release):
     cancelled = v2("cancel", pb.CancelRequest(id=IDS["a"])).message.reservation
     assert cancelled.id == IDS["a"]
     assert v2("reserve", pb.ReserveRequest(reservation=reservation("room-1", "zed", 600, 660))).status == 200
-    status, _, body = v2.raw("reschedule", pb.RescheduleRequest(
-        id=IDS["c"], start=stamp(30 * 24 * 60), end=stamp(31 * 24 * 60)).SerializeToString(),
-        {"content-type": "application/proto"})
+    status, _, body = v2.raw(
+        "reschedule",
+        pb.RescheduleRequest(id=IDS["c"], start=stamp(30 * 24 * 60), end=stamp(31 * 24 * 60)).SerializeToString(),
+        {"content-type": "application/proto"},
+    )
     assert status == 200, body
-    assert v2("reserve", pb.ReserveRequest(reservation=reservation("hall", "zed", 5 * 24 * 60,
-                                                                    5 * 24 * 60 + 30))).status == 200
+    assert (
+        v2("reserve", pb.ReserveRequest(reservation=reservation("hall", "zed", 5 * 24 * 60, 5 * 24 * 60 + 30))).status
+        == 200
+    )
     assert checker.check(first_release, TABLE) == []
 
 
 def test_a_request_id_of_the_first_release_replays_after_migration(v2):
     _, user, resource, status, start, end, note = V1_RESERVATIONS[0]
-    retry = pb.ReserveRequest(reservation=pb.Reservation(user_id=user, resource_id=resource, status=status,
-                                                         note=note, start=stamp((start - T0) / MINUTE_NS),
-                                                         end=stamp((end - T0) / MINUTE_NS)), request_id="req-a")
+    retry = pb.ReserveRequest(
+        reservation=pb.Reservation(
+            user_id=user,
+            resource_id=resource,
+            status=status,
+            note=note,
+            start=stamp((start - T0) / MINUTE_NS),
+            end=stamp((end - T0) / MINUTE_NS),
+        ),
+        request_id="req-a",
+    )
     answer = v2("reserve", retry)
     assert answer.status == 200, answer
     assert answer.message.reservation.id == IDS["a"]
@@ -190,6 +235,7 @@ def test_a_resource_id_the_first_release_stored_unnormalized_is_the_same_resourc
     for item in v1_items([(made, "alice", nfd, 2, minutes(600), minutes(660), "")]):
         dynamodb.put_item(TableName=TABLE, Item=item)
     migrate.migrate(dynamodb, TABLE)
-    answer = call("reserve", pb.ReserveRequest(reservation=reservation(unicodedata.normalize("NFC", "Salle-é"),
-                                                                       "bob", 600, 660)))
+    answer = call(
+        "reserve", pb.ReserveRequest(reservation=reservation(unicodedata.normalize("NFC", "Salle-é"), "bob", 600, 660))
+    )
     assert answer.code == "failed_precondition" and made in answer.error["message"], answer

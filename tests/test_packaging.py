@@ -4,6 +4,7 @@ harness/, tests/, bench/, devserver/ or scripts/. Each shipped piece's third-par
 base dependencies or its extra; chalicelib/ holds only what Lambda runs (app.py reaches every module of it);
 the dev lock pins exactly what requirements-dev.in pulls in. Module owners are read from the installed
 distributions' metadata (the .venv that make builds from the lock)."""
+
 import ast
 import functools
 import importlib.metadata
@@ -47,13 +48,16 @@ def imports_of(module: str, top_level_only: bool = False) -> set:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
     found = set()
-    for node in (tree.body if top_level_only else ast.walk(tree)):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".") if node.level else []
-            base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else [])) \
-                if node.level else node.module
+            base = (
+                ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if node.level
+                else node.module
+            )
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return found
@@ -81,7 +85,7 @@ def _distributions_of_packages() -> dict:
     return importlib.metadata.packages_distributions()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def owners(module: str) -> frozenset:
     """The distributions that install `module` (namespace packages such as google.* have several)."""
     parts = module.split(".")
@@ -89,9 +93,14 @@ def owners(module: str) -> frozenset:
     if len(candidates) <= 1:
         return frozenset(canonicalize_name(name) for name in candidates)
     folder = "/".join(parts[:2])
-    return frozenset(canonicalize_name(name) for name in candidates
-                     if any(str(file).startswith(folder + "/") or str(file) == folder + ".py"
-                            for file in importlib.metadata.distribution(name).files or ()))
+    return frozenset(
+        canonicalize_name(name)
+        for name in candidates
+        if any(
+            str(file).startswith(folder + "/") or str(file) == folder + ".py"
+            for file in importlib.metadata.distribution(name).files or ()
+        )
+    )
 
 
 def requirement_names(requirements: list) -> set:
@@ -148,8 +157,10 @@ def test_the_client_and_cli_need_only_protobuf():
 def test_chalicelib_holds_only_what_lambda_runs():
     """Every module of chalicelib/ is reached from app.py (the Lambda entry point), and none imports the test
     and benchmark harness, the operator tools or the servers: nothing in it is there for tests only."""
-    everything = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-                  for path in (ROOT / "chalicelib").rglob("*.py")}
+    everything = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "chalicelib").rglob("*.py")
+    }
     lambda_modules, _ = reached(["app"])
     assert everything - lambda_modules == set(), "imported by no Lambda code: move it beside its users"
     for module in everything:
@@ -165,16 +176,36 @@ def test_the_wheel_ships_the_tools_and_nothing_of_the_harness(tmp_path):
         if name and (ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(source)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {name.split("/")[0] for name in names} == {"rsvp", "chalicelib", "ops", "grpc_server.py",
-                                                      f"{wheel.name.split('-')[0]}-0.1.0.dist-info"}
+    assert {name.split("/")[0] for name in names} == {
+        "rsvp",
+        "chalicelib",
+        "ops",
+        "grpc_server.py",
+        f"{wheel.name.split('-')[0]}-0.1.0.dist-info",
+    }
     assert not [name for name in names if name.split("/")[0] in NEVER_SHIPPED or name.startswith("rsvp/gen")]
     assert {"chalicelib/gen/reservation_pb2.py", "ops/checker.py", "ops/migrate.py", "rsvp/cli.py"} <= set(names)
-    shipped_code = {name.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for name in names
-                    if name.endswith(".py")}
+    shipped_code = {
+        name.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for name in names if name.endswith(".py")
+    }
     needed, _ = reached([start for starts, _ in SHIPPED.values() for start in starts])
     assert needed <= shipped_code, needed - shipped_code  # every module the shipped pieces import is in it
     metadata = zipfile.ZipFile(wheel).read(f"{wheel.name.split('-')[0]}-0.1.0.dist-info/METADATA").decode()

@@ -1,5 +1,6 @@
 """The proto is a contract: the RFC's names and numbers stay, the names the issues gave exist, generated code
 stays fresh (the messages in chalicelib/gen, the grpcio and connect-python stubs in tests/gen)."""
+
 import subprocess
 import sys
 
@@ -10,17 +11,25 @@ from scripts.gen_protos import DESTINATIONS
 # From the RFC: message -> {field name: number}
 RFC_FIELDS = {
     "Reservation": {"id": 1, "user_id": 2, "status": 3, "resource_id": 4, "start": 5, "end": 6, "note": 7},
-    "ReserveRequest": {"reservation": 1}, "ReserveResponse": {"reservation": 1},
-    "ConfirmRequest": {"id": 1}, "ConfirmResponse": {"reservation": 1},
-    "UpdateRequest": {"id": 1, "status": 2, "note": 3}, "UpdateResponse": {"reservation": 1},
-    "CancelRequest": {"id": 1}, "CancelResponse": {"reservation": 1},
-    "GetRequest": {"id": 1}, "GetResponse": {"reservation": 1},
+    "ReserveRequest": {"reservation": 1},
+    "ReserveResponse": {"reservation": 1},
+    "ConfirmRequest": {"id": 1},
+    "ConfirmResponse": {"reservation": 1},
+    "UpdateRequest": {"id": 1, "status": 2, "note": 3},
+    "UpdateResponse": {"reservation": 1},
+    "CancelRequest": {"id": 1},
+    "CancelResponse": {"reservation": 1},
+    "GetRequest": {"id": 1},
+    "GetResponse": {"reservation": 1},
     "QueryRequest": {"user_id": 1, "resource_id": 2, "status": 3, "start": 4, "end": 5},
 }
 RFC_METHODS = {
-    "reserve": ("ReserveRequest", "ReserveResponse", False), "confirm": ("ConfirmRequest", "ConfirmResponse", False),
-    "update": ("UpdateRequest", "UpdateResponse", False), "cancel": ("CancelRequest", "CancelResponse", False),
-    "get": ("GetRequest", "GetResponse", False), "Query": ("QueryRequest", "Reservation", True),
+    "reserve": ("ReserveRequest", "ReserveResponse", False),
+    "confirm": ("ConfirmRequest", "ConfirmResponse", False),
+    "update": ("UpdateRequest", "UpdateResponse", False),
+    "cancel": ("CancelRequest", "CancelResponse", False),
+    "get": ("GetRequest", "GetResponse", False),
+    "Query": ("QueryRequest", "Reservation", True),
 }
 RFC_STATUSES = {"UNKNOWN": 0, "PENDING": 1, "CONFIRMED": 2, "BLOCKED": 3}
 
@@ -29,12 +38,30 @@ ADDED_FIELDS = {
     "Reservation": {"units": 8, "expires_at": 9},
     "ReserveRequest": {"request_id": 2, "hold_for": 3},
     "QueryRequest": {"page_size": 6, "page_token": 7, "desc": 8},
-    "Resource": {"id": 1, "name": 2, "labels": 3, "capacity": 4, "min_duration": 5, "max_duration": 6, "step": 7,
-                 "buffer_before": 8, "buffer_after": 9, "min_notice": 10, "max_advance": 11, "hold_for": 12,
-                 "time_zone": 13},
+    "Resource": {
+        "id": 1,
+        "name": 2,
+        "labels": 3,
+        "capacity": 4,
+        "min_duration": 5,
+        "max_duration": 6,
+        "step": 7,
+        "buffer_before": 8,
+        "buffer_after": 9,
+        "min_notice": 10,
+        "max_advance": 11,
+        "hold_for": 12,
+        "time_zone": 13,
+    },
     "RescheduleRequest": {"id": 1, "start": 2, "end": 3, "resource_id": 4},
-    "ReservationConflict": {"resource_id": 1, "requested": 2, "conflicts": 3, "total": 4, "full_window": 5,
-                            "units_free": 6},
+    "ReservationConflict": {
+        "resource_id": 1,
+        "requested": 2,
+        "conflicts": 3,
+        "total": 4,
+        "full_window": 5,
+        "units_free": 6,
+    },
     "OutcomeUnknown": {"reservation_id": 1, "request_id": 2},
 }
 ADDED_METHODS = {
@@ -53,8 +80,11 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ReservationService"]
 
 
 def test_generated_code_is_fresh(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     assert set(DESTINATIONS.values()) == {"chalicelib/gen", "tests/gen"}
     for name, folder in DESTINATIONS.items():
         fresh = (tmp_path / folder / name).read_text()
@@ -93,10 +123,13 @@ def test_the_names_the_issues_gave_exist():
     assert set(SERVICE.methods_by_name) == set(RFC_METHODS) | set(ADDED_METHODS)
     fields = pb.DESCRIPTOR.message_types_by_name["Resource"].fields_by_name
     assert fields["labels"].message_type.GetOptions().map_entry
-    assert {name: fields[name].message_type.full_name for name in ("min_duration", "step", "hold_for")} == \
-        dict.fromkeys(("min_duration", "step", "hold_for"), "google.protobuf.Duration")
-    assert pb.DESCRIPTOR.message_types_by_name["Reservation"].fields_by_name["expires_at"].message_type.full_name \
+    assert {
+        name: fields[name].message_type.full_name for name in ("min_duration", "step", "hold_for")
+    } == dict.fromkeys(("min_duration", "step", "hold_for"), "google.protobuf.Duration")
+    assert (
+        pb.DESCRIPTOR.message_types_by_name["Reservation"].fields_by_name["expires_at"].message_type.full_name
         == "google.protobuf.Timestamp"
+    )
 
 
 def test_field_numbers_are_never_reused_within_a_message():

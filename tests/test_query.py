@@ -1,4 +1,5 @@
 """Query (server stream) and filter (unary): filters, order, pages and tokens."""
+
 import base64
 import concurrent.futures
 import dataclasses
@@ -34,15 +35,17 @@ def make(call, **fields) -> pb.Reservation:
 
 def stream(call, request: pb.QueryRequest, codec="proto", headers=None):
     """Call Query over Connect streaming; returns (messages, end-of-stream JSON)."""
-    payload = request.SerializeToString() if codec == "proto" else \
-        json.dumps(json.loads(pb_json(request))).encode()
-    status, answer_headers, body = call.raw("Query", struct.pack(">BI", 0, len(payload)) + payload,
-                                            {"content-type": f"application/connect+{codec}", **(headers or {})})
+    payload = request.SerializeToString() if codec == "proto" else json.dumps(json.loads(pb_json(request))).encode()
+    status, answer_headers, body = call.raw(
+        "Query",
+        struct.pack(">BI", 0, len(payload)) + payload,
+        {"content-type": f"application/connect+{codec}", **(headers or {})},
+    )
     assert status == 200 and answer_headers["Content-Type"] == f"application/connect+{codec}"
     messages, end, offset = [], None, 0
     while offset < len(body):
         flags, length = struct.unpack_from(">BI", body, offset)
-        chunk = body[offset + 5:offset + 5 + length]
+        chunk = body[offset + 5 : offset + 5 + length]
         offset += 5 + length
         if flags & 0x02:
             end = json.loads(chunk)
@@ -50,6 +53,7 @@ def stream(call, request: pb.QueryRequest, codec="proto", headers=None):
             messages.append(pb.Reservation.FromString(chunk))
         else:
             from google.protobuf import json_format
+
             messages.append(json_format.Parse(chunk, pb.Reservation()))
     assert end is not None and offset == len(body)
     return messages, end
@@ -57,6 +61,7 @@ def stream(call, request: pb.QueryRequest, codec="proto", headers=None):
 
 def pb_json(message) -> str:
     from google.protobuf import json_format
+
     return json_format.MessageToJson(message)
 
 
@@ -82,23 +87,26 @@ def query(call, **fields):
     return messages
 
 
-@pytest.mark.parametrize("fields,expected", [
-    (dict(resource_id="room-a"), ["a1", "a2", "a3"]),
-    (dict(user_id="ann"), ["b2", "a1", "a3"]),
-    (dict(status=pb.CONFIRMED), ["a2"]),
-    (dict(), ["b2", "a1", "b1", "a2", "a3"]),
-    (dict(resource_id="room-a", user_id="ann"), ["a1", "a3"]),
-    (dict(user_id="bob", status=pb.CONFIRMED), ["a2"]),
-    (dict(resource_id="room-b", status=pb.PENDING), ["b1"]),
-    (dict(resource_id="room-a", start=stamp(HOUR), end=stamp(3 * HOUR)), ["a2"]),  # touching both sides
-    (dict(resource_id="room-a", start=stamp(HOUR - 1), end=stamp(3 * HOUR + 1)), ["a1", "a2", "a3"]),
-    (dict(resource_id="room-c", start=stamp(5 * 24 * HOUR)), ["b2"]),  # covered by the long one
-    (dict(user_id="ann", start=stamp(2 * HOUR)), ["b2", "a3"]),
-    (dict(user_id="ann", end=stamp(0)), ["b2"]),
-    (dict(start=stamp(60), end=stamp(61)), ["b2", "b1", "a2"]),
-    (dict(resource_id="room-a", start=stamp(4 * HOUR)), []),
-    (dict(resource_id="nobody"), []),
-])
+@pytest.mark.parametrize(
+    "fields,expected",
+    [
+        (dict(resource_id="room-a"), ["a1", "a2", "a3"]),
+        (dict(user_id="ann"), ["b2", "a1", "a3"]),
+        (dict(status=pb.CONFIRMED), ["a2"]),
+        (dict(), ["b2", "a1", "b1", "a2", "a3"]),
+        (dict(resource_id="room-a", user_id="ann"), ["a1", "a3"]),
+        (dict(user_id="bob", status=pb.CONFIRMED), ["a2"]),
+        (dict(resource_id="room-b", status=pb.PENDING), ["b1"]),
+        (dict(resource_id="room-a", start=stamp(HOUR), end=stamp(3 * HOUR)), ["a2"]),  # touching both sides
+        (dict(resource_id="room-a", start=stamp(HOUR - 1), end=stamp(3 * HOUR + 1)), ["a1", "a2", "a3"]),
+        (dict(resource_id="room-c", start=stamp(5 * 24 * HOUR)), ["b2"]),  # covered by the long one
+        (dict(user_id="ann", start=stamp(2 * HOUR)), ["b2", "a3"]),
+        (dict(user_id="ann", end=stamp(0)), ["b2"]),
+        (dict(start=stamp(60), end=stamp(61)), ["b2", "b1", "a2"]),
+        (dict(resource_id="room-a", start=stamp(4 * HOUR)), []),
+        (dict(resource_id="nobody"), []),
+    ],
+)
 def test_filters_alone_and_combined(call, sample, fields, expected):
     assert ids(query(call, **fields)) == [sample[name].id for name in expected]
 
@@ -144,12 +152,18 @@ def test_tampered_and_foreign_tokens_are_refused(call, sample):
     raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     raw[-3] ^= 0x01
     tampered = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
-    for bad, problem in [(tampered, "not a token this service issued"), (token[:-4], ""),
-                         (token + "AAAA", "not a token this service issued")]:
+    for bad, problem in [
+        (tampered, "not a token this service issued"),
+        (token[:-4], ""),
+        (token + "AAAA", "not a token this service issued"),
+    ]:
         _, end = stream(call, pb.QueryRequest(resource_id="room-a", page_size=1, page_token=bad))
         assert end["error"]["code"] == "invalid_argument" and problem in end["error"]["message"]
-    for other in (dict(resource_id="room-b"), dict(resource_id="room-a", desc=True),
-                  dict(resource_id="room-a", status=pb.PENDING)):
+    for other in (
+        dict(resource_id="room-b"),
+        dict(resource_id="room-a", desc=True),
+        dict(resource_id="room-a", status=pb.PENDING),
+    ):
         _, end = stream(call, pb.QueryRequest(page_size=1, page_token=token, **other))
         assert end["error"]["message"] == "page_token: belongs to a different query"
 
@@ -160,8 +174,12 @@ def test_a_page_is_full_while_more_matches_exist(call):
         make(call, resource="mixed", start=n * 10, end=n * 10 + 10, status=pb.CONFIRMED if n % 8 == 0 else 0)
     messages, end = stream(call, pb.QueryRequest(resource_id="mixed", status=pb.CONFIRMED, page_size=3))
     assert len(messages) == 3 and "next-page-token" in end["metadata"]
-    rest, end = stream(call, pb.QueryRequest(resource_id="mixed", status=pb.CONFIRMED, page_size=3,
-                                             page_token=end["metadata"]["next-page-token"][0]))
+    rest, end = stream(
+        call,
+        pb.QueryRequest(
+            resource_id="mixed", status=pb.CONFIRMED, page_size=3, page_token=end["metadata"]["next-page-token"][0]
+        ),
+    )
     assert len(rest) == 2 and end == {}
 
 
@@ -169,10 +187,10 @@ def test_pages_stay_exact_while_reservations_change(call):
     made = [make(call, resource="moving", start=n * 10, end=n * 10 + 5) for n in range(10)]
     first, end = stream(call, pb.QueryRequest(resource_id="moving", page_size=4))
     token = end["metadata"]["next-page-token"][0]
-    call("cancel", pb.CancelRequest(id=made[1].id))   # already seen
-    call("cancel", pb.CancelRequest(id=made[6].id))   # not yet seen
-    late = make(call, resource="moving", start=75, end=78)      # after the position
-    early = make(call, resource="moving", start=6, end=8)       # before it
+    call("cancel", pb.CancelRequest(id=made[1].id))  # already seen
+    call("cancel", pb.CancelRequest(id=made[6].id))  # not yet seen
+    late = make(call, resource="moving", start=75, end=78)  # after the position
+    early = make(call, resource="moving", start=6, end=8)  # before it
     seen = ids(first)
     while token:
         page, end = stream(call, pb.QueryRequest(resource_id="moving", page_size=4, page_token=token))
@@ -213,8 +231,9 @@ def walk(page_size: int, via_http: bool):
     while True:
         request = pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=page_size, page_token=token))
         if via_http:
-            http = client.http.post(PATH + "filter", headers={"content-type": "application/proto"},
-                                    body=request.SerializeToString())
+            http = client.http.post(
+                PATH + "filter", headers={"content-type": "application/proto"}, body=request.SerializeToString()
+            )
             answer = pb.FilterResponse.FromString(http.body)
         else:
             answer = default_api().filter(request, CallContext())
@@ -249,8 +268,9 @@ def test_paging_one_by_one(hundreds):
 def test_default_and_largest_page_size(hundreds):
     first = default_api().filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="big")), CallContext())
     assert len(first.reservations) == 100
-    biggest = default_api().filter(pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=5000)),
-                                    CallContext())
+    biggest = default_api().filter(
+        pb.FilterRequest(query=pb.QueryRequest(resource_id="big", page_size=5000)), CallContext()
+    )
     assert len(biggest.reservations) == min(PAGE_BY_ONE_MATCHES, 1000)
     assert query_module.page_size_of(5000) == query_module.MAX_PAGE_SIZE == 1000
 
@@ -283,8 +303,9 @@ def test_read_cost_follows_the_page_not_the_history():
         api = default_api()
         for tenant, filters, calls in cases:
             with CallCounter(api.reservations.store.client) as counter:
-                answer = api.filter(pb.FilterRequest(query=pb.QueryRequest(page_size=100, **filters)),
-                                    CallContext(Caller(tenant)))
+                answer = api.filter(
+                    pb.FilterRequest(query=pb.QueryRequest(page_size=100, **filters)), CallContext(Caller(tenant))
+                )
             assert len(answer.reservations) == 20 and not answer.next_page_token, (tenant, filters)
             assert counter.items_read <= 1.5 * 20, (tenant, filters, counter.items_read)
             assert dict(counter.calls) == calls, (tenant, filters)
@@ -298,8 +319,9 @@ def test_a_selective_filter_reads_its_page_in_few_round_trips(filters):
         start = int(BASE_TIME.timestamp()) * 10**9
         bulk.load(dynamodb, TABLE, bulk.items_of(bulk.back_to_back("big", 300, start, 10**9)))
         with CallCounter(default_api().reservations.store.client) as counter:
-            answer = default_api().filter(pb.FilterRequest(query=pb.QueryRequest(status=pb.BLOCKED, page_size=1,
-                                                                                  **filters)), CallContext())
+            answer = default_api().filter(
+                pb.FilterRequest(query=pb.QueryRequest(status=pb.BLOCKED, page_size=1, **filters)), CallContext()
+            )
         assert list(answer.reservations) == [] and not answer.next_page_token
         assert counter.items_read >= 300
         assert counter.round_trips <= 10, dict(counter.calls)
@@ -308,16 +330,20 @@ def test_a_selective_filter_reads_its_page_in_few_round_trips(filters):
 LAMBDA_ANSWER_LIMIT = 6 * 1024 * 1024  # bytes of a synchronous invocation's answer, as API Gateway gets it
 
 
-@pytest.mark.parametrize("codec,note", [("proto", "😀" * 4096), ("json", "a" * 4096), ("json", "é" * 4096),
-                                        ("json", '"' * 4096), ("json", "\\" * 4096)])
+@pytest.mark.parametrize(
+    "codec,note",
+    [("proto", "😀" * 4096), ("json", "a" * 4096), ("json", "é" * 4096), ("json", '"' * 4096), ("json", "\\" * 4096)],
+)
 def test_a_page_of_long_notes_fits_in_a_lambda_answer(codec, note):
     """A page ends early by its answer budget so that the Lambda answer (the body base64-encoded, 4/3) stays
     under 6 MB whatever the codec and the characters: a JSON page of 498 reservations with notes of 4,096 "é"
     was a 16 MB answer while the budget counted UTF-8 bytes and the JSON codec escaped them."""
     with moto_table() as dynamodb:
         start = int(BASE_TIME.timestamp()) * 10**9
-        bookings = [dataclasses.replace(b, reservation=dataclasses.replace(b.reservation, note=note))
-                    for b in bulk.back_to_back("noted", 1000, start, 10**9)]
+        bookings = [
+            dataclasses.replace(b, reservation=dataclasses.replace(b.reservation, note=note))
+            for b in bulk.back_to_back("noted", 1000, start, 10**9)
+        ]
         bulk.load(dynamodb, TABLE, bulk.items_of(bookings))
         request = pb.FilterRequest(query=pb.QueryRequest(resource_id="noted", page_size=1000))
         event = lambda_events.proxy_event("filter", request)

@@ -1,4 +1,5 @@
 """Reservation semantics through the Chalice app (Connect, binary and JSON), on moto."""
+
 import base64
 import json
 import time
@@ -63,10 +64,16 @@ def test_back_to_back_reservations_do_not_conflict(call):
     assert reserve(call, start=580, end=600).status == 200
 
 
-@pytest.mark.parametrize("shape,start,end", [
-    ("inside", 610, 630), ("covering", 590, 650), ("left", 590, 610),
-    ("right", 630, 660), ("identical", 600, 640),
-])
+@pytest.mark.parametrize(
+    "shape,start,end",
+    [
+        ("inside", 610, 630),
+        ("covering", 590, 650),
+        ("left", 590, 610),
+        ("right", 630, 660),
+        ("identical", 600, 640),
+    ],
+)
 def test_every_overlap_shape_conflicts_and_names_the_reservation(call, dynamodb, shape, start, end):
     existing = reserve(call, start=600, end=640).message.reservation
     before = scan_all(dynamodb)
@@ -110,8 +117,10 @@ def test_one_second_to_366_days_at_any_alignment(call, offset_minutes):
     long_one = reserve(call, resource="l", start=offset_minutes, end=offset_minutes + 366 * DAY)
     assert long_one.status == 200, long_one
     # a short reservation deep inside the long one, and one touching its end
-    assert reserve(call, resource="l", start=offset_minutes + 200 * DAY, end=offset_minutes + 200 * DAY + 1).code \
+    assert (
+        reserve(call, resource="l", start=offset_minutes + 200 * DAY, end=offset_minutes + 200 * DAY + 1).code
         == "failed_precondition"
+    )
     assert reserve(call, resource="l", start=offset_minutes + 366 * DAY, end=offset_minutes + 367 * DAY).status == 200
 
 
@@ -220,12 +229,15 @@ def test_bad_reservations_are_invalid_argument_naming_the_field_and_write_nothin
     assert scan_all(dynamodb) == []
 
 
-@pytest.mark.parametrize("field,start,end", [
-    ("reservation.start.nanos", _timestamp(10, 1_000_000_000), _timestamp(20)),
-    ("reservation.end.nanos", _timestamp(10), _timestamp(20, -1)),
-    ("reservation.end", _timestamp(10), _timestamp(253402300800)),
-    ("reservation.start", _timestamp(-62135596801), _timestamp(20)),
-])
+@pytest.mark.parametrize(
+    "field,start,end",
+    [
+        ("reservation.start.nanos", _timestamp(10, 1_000_000_000), _timestamp(20)),
+        ("reservation.end.nanos", _timestamp(10), _timestamp(20, -1)),
+        ("reservation.end", _timestamp(10), _timestamp(253402300800)),
+        ("reservation.start", _timestamp(-62135596801), _timestamp(20)),
+    ],
+)
 def test_timestamps_outside_the_valid_range_are_rejected(call, dynamodb, field, start, end):
     wanted = pb.Reservation(user_id="u", resource_id="r", start=start, end=end)
     answer = call("reserve", pb.ReserveRequest(reservation=wanted))
@@ -242,8 +254,9 @@ def test_missing_fields_are_named(call, dynamodb):
 
 def test_the_extremes_of_the_timestamp_range_work(call):
     first = pb.Reservation(user_id="u", resource_id="r", start=_timestamp(-62135596800), end=_timestamp(-62135596000))
-    last = pb.Reservation(user_id="u", resource_id="r", start=_timestamp(253402300000),
-                          end=_timestamp(253402300799, 999_999_999))
+    last = pb.Reservation(
+        user_id="u", resource_id="r", start=_timestamp(253402300000), end=_timestamp(253402300799, 999_999_999)
+    )
     for wanted in (first, last):
         made = call("reserve", pb.ReserveRequest(reservation=wanted)).message.reservation
         assert (made.start, made.end) == (wanted.start, wanted.end)
@@ -252,8 +265,10 @@ def test_the_extremes_of_the_timestamp_range_work(call):
 # ---- units, holds, reschedule and resources over HTTP (the rules themselves: tests/unit) ----------------
 
 MORE_RESPONSES = {
-    "reschedule": pb.RescheduleResponse, "define_resource": pb.DefineResourceResponse,
-    "get_resource": pb.GetResourceResponse, "list_resources": pb.ListResourcesResponse,
+    "reschedule": pb.RescheduleResponse,
+    "define_resource": pb.DefineResourceResponse,
+    "get_resource": pb.GetResourceResponse,
+    "list_resources": pb.ListResourcesResponse,
     "delete_resource": pb.DeleteResourceResponse,
 }
 
@@ -272,9 +287,20 @@ def post_json(call, method: str, document: dict):
 
 
 def test_a_resource_round_trips_in_json_with_durations_labels_and_zone(call):
-    document = {"resource": {"id": "lab", "name": "Wet lab", "labels": {"floor": "2", "kind": "lab"},
-                             "capacity": 4, "step": "900s", "minDuration": "1800s", "maxDuration": "14400s",
-                             "minNotice": "0.5s", "holdFor": "600s", "timeZone": "Europe/Paris"}}
+    document = {
+        "resource": {
+            "id": "lab",
+            "name": "Wet lab",
+            "labels": {"floor": "2", "kind": "lab"},
+            "capacity": 4,
+            "step": "900s",
+            "minDuration": "1800s",
+            "maxDuration": "14400s",
+            "minNotice": "0.5s",
+            "holdFor": "600s",
+            "timeZone": "Europe/Paris",
+        }
+    }
     status, defined = post_json(call, "define_resource", document)
     assert status == 200, defined
     canonical = {"resource": {**document["resource"], "minNotice": "0.500s"}}  # protobuf's JSON form
@@ -288,12 +314,17 @@ def test_a_resource_round_trips_in_json_with_durations_labels_and_zone(call):
 def test_resources_list_by_label_page_by_page_and_delete(call):
     for n in range(5):
         labels = {"kind": "room"} if n % 2 == 0 else {"kind": "desk"}
-        assert rpc(call, "define_resource", pb.DefineResourceRequest(
-            resource=pb.Resource(id=f"res-{n}", labels=labels))).status == 200
+        assert (
+            rpc(
+                call, "define_resource", pb.DefineResourceRequest(resource=pb.Resource(id=f"res-{n}", labels=labels))
+            ).status
+            == 200
+        )
     seen, token = [], ""
     while True:
-        status, page = post_json(call, "list_resources", {"labels": {"kind": "room"}, "pageSize": 2,
-                                                          "pageToken": token})
+        status, page = post_json(
+            call, "list_resources", {"labels": {"kind": "room"}, "pageSize": 2, "pageToken": token}
+        )
         assert status == 200, page
         seen += [resource["id"] for resource in page.get("resources", [])]
         token = page.get("nextPageToken", "")
@@ -309,8 +340,14 @@ def test_resources_list_by_label_page_by_page_and_delete(call):
 
 
 def test_a_pool_counts_units_on_dynamodb_and_a_full_window_is_in_the_conflict_detail(call, dynamodb):
-    assert rpc(call, "define_resource", pb.DefineResourceRequest(resource=pb.Resource(
-        id="pool", capacity=3, step={"seconds": 900}))).status == 200
+    assert (
+        rpc(
+            call,
+            "define_resource",
+            pb.DefineResourceRequest(resource=pb.Resource(id="pool", capacity=3, step={"seconds": 900})),
+        ).status
+        == 200
+    )
     first = reserve(call, resource="pool", start=0, end=60, units=2)
     assert first.status == 200 and first.message.reservation.units == 2
     one = reserve(call, resource="pool", user="bob", start=30, end=45)
@@ -319,21 +356,32 @@ def test_a_pool_counts_units_on_dynamodb_and_a_full_window_is_in_the_conflict_de
     assert full.status == 400 and full.code == "failed_precondition", full
     detail = conflict_detail(full)
     assert (detail.full_window.start, detail.full_window.end, detail.units_free) == (stamp(30), stamp(45), 0)
-    assert sorted(c.id for c in detail.conflicts) == sorted([first.message.reservation.id,
-                                                             one.message.reservation.id])
+    assert sorted(c.id for c in detail.conflicts) == sorted([first.message.reservation.id, one.message.reservation.id])
     assert {c.units for c in detail.conflicts} == {1, 2}
     assert reserve(call, resource="pool", user="carol", start=0, end=30).status == 200
-    buckets = [layout.bucket_from(layout.Shape(pool=True, slot_ns=0, step_ns=900 * 10**9), 0, item)
-               for item in scan_all(dynamodb) if layout.kind_of(item) == "bucket"]
+    buckets = [
+        layout.bucket_from(layout.Shape(pool=True, slot_ns=0, step_ns=900 * 10**9), 0, item)
+        for item in scan_all(dynamodb)
+        if layout.kind_of(item) == "bucket"
+    ]
     assert sum(units for bucket in buckets for _, units in bucket.used) == 2 * 4 + 1 + 2
     assert reserve(call, resource="pool", start=0, end=60, units=4).code == "invalid_argument"
 
 
 def test_a_hold_in_json_shows_its_expiry_confirm_clears_it_and_an_expired_one_reads_expired(call):
-    status, held = post_json(call, "reserve", {"reservation": {"userId": "u", "resourceId": "desk",
-                                                               "start": "2026-12-01T10:00:00Z",
-                                                               "end": "2026-12-01T11:00:00Z"},
-                                               "holdFor": "300s"})
+    status, held = post_json(
+        call,
+        "reserve",
+        {
+            "reservation": {
+                "userId": "u",
+                "resourceId": "desk",
+                "start": "2026-12-01T10:00:00Z",
+                "end": "2026-12-01T11:00:00Z",
+            },
+            "holdFor": "300s",
+        },
+    )
     assert status == 200, held
     made = held["reservation"]
     assert made["status"] == "PENDING" and made["expiresAt"].endswith("Z")
@@ -346,8 +394,10 @@ def test_a_hold_in_json_shows_its_expiry_confirm_clears_it_and_an_expired_one_re
 
     brief = reserve(call, resource="desk", start=120, end=180, hold_for=None)  # a plain PENDING: no expiry
     assert not brief.message.reservation.HasField("expires_at")
-    short = call("reserve", pb.ReserveRequest(reservation=reservation(resource="desk", start=200, end=260),
-                                              hold_for={"nanos": 1_000_000}))
+    short = call(
+        "reserve",
+        pb.ReserveRequest(reservation=reservation(resource="desk", start=200, end=260), hold_for={"nanos": 1_000_000}),
+    )
     assert short.status == 200 and short.message.reservation.HasField("expires_at")
     time.sleep(0.01)
     assert call("get", pb.GetRequest(id=short.message.reservation.id)).message.reservation.status == pb.EXPIRED
@@ -361,8 +411,9 @@ def test_hold_and_expiry_fields_that_the_caller_cannot_set(call, dynamodb):
     answer = call("reserve", pb.ReserveRequest(reservation=given_expiry))
     assert answer.code == "invalid_argument" and answer.error["message"].startswith("reservation.expires_at")
     assert reserve(call, status=pb.EXPIRED).code == "invalid_argument"
-    confirmed_hold = call("reserve", pb.ReserveRequest(reservation=reservation(status=pb.CONFIRMED),
-                                                       hold_for={"seconds": 60}))
+    confirmed_hold = call(
+        "reserve", pb.ReserveRequest(reservation=reservation(status=pb.CONFIRMED), hold_for={"seconds": 60})
+    )
     assert confirmed_hold.code == "invalid_argument" and confirmed_hold.error["message"].startswith("hold_for")
     assert scan_all(dynamodb) == []
 
@@ -370,17 +421,20 @@ def test_hold_and_expiry_fields_that_the_caller_cannot_set(call, dynamodb):
 def test_reschedule_in_json_moves_in_place_and_a_conflict_carries_its_detail(call):
     made = reserve(call, start=0, end=60, note="keep").message.reservation
     other = reserve(call, user="bob", start=120, end=180).message.reservation
-    status, moved = post_json(call, "reschedule", {"id": made.id, "start": "2026-12-01T01:00:00Z",
-                                                   "end": "2026-12-01T02:00:00Z"})
+    status, moved = post_json(
+        call, "reschedule", {"id": made.id, "start": "2026-12-01T01:00:00Z", "end": "2026-12-01T02:00:00Z"}
+    )
     assert status == 200, moved
     assert (moved["reservation"]["id"], moved["reservation"]["note"]) == (made.id, "keep")
     assert reserve(call, user="carol", start=0, end=60).status == 200  # the old window is free
     refused = rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170)))
     assert refused.code == "failed_precondition", refused
     assert [c.id for c in conflict_detail(refused).conflicts] == [other.id]
-    elsewhere = rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170),
-                                                             resource_id="room-9")).message.reservation
+    elsewhere = rpc(
+        call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150), end=stamp(170), resource_id="room-9")
+    ).message.reservation
     assert (elsewhere.resource_id, elsewhere.id) == ("room-9", made.id)
     assert call("get", pb.GetRequest(id=made.id)).message.reservation == elsewhere
-    assert rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150))).error["message"] \
-        .startswith("end")
+    assert (
+        rpc(call, "reschedule", pb.RescheduleRequest(id=made.id, start=stamp(150))).error["message"].startswith("end")
+    )

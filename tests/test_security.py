@@ -57,22 +57,30 @@ def requests_of(params: dict):
 def hostile_workload(api, context: CallContext) -> None:
     for number, resource in enumerate(HOSTILE_RESOURCES):
         user = HOSTILE_USERS[number % len(HOSTILE_USERS)]
-        api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=resource, labels=HOSTILE_LABELS)),
-                            context)
-        made = api.reserve(pb.ReserveRequest(reservation=draft(resource, 8, 9, user=user, note=") OR (zq"),
-                                             request_id=":zq" + resource), context).reservation
+        api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=resource, labels=HOSTILE_LABELS)), context)
+        made = api.reserve(
+            pb.ReserveRequest(
+                reservation=draft(resource, 8, 9, user=user, note=") OR (zq"), request_id=":zq" + resource
+            ),
+            context,
+        ).reservation
         api.get(pb.GetRequest(id=made.id), context)
         api.update(pb.UpdateRequest(id=made.id, note="#zq = :zq"), context)
         api.reschedule(pb.RescheduleRequest(id=made.id, start=at(10), end=at(11)), context)
-        for query in (pb.QueryRequest(resource_id=resource, start=at(0)), pb.QueryRequest(user_id=user, start=at(0)),
-                      pb.QueryRequest(start=at(0))):
+        for query in (
+            pb.QueryRequest(resource_id=resource, start=at(0)),
+            pb.QueryRequest(user_id=user, start=at(0)),
+            pb.QueryRequest(start=at(0)),
+        ):
             api.filter(pb.FilterRequest(query=query), context)
         api.changes(pb.ChangesRequest(resource_id=resource), context)
         api.changes(pb.ChangesRequest(user_id=user), context)
     api.list_resources(pb.ListResourcesRequest(labels=HOSTILE_LABELS), context)
     api.availability(pb.AvailabilityRequest(labels=HOSTILE_LABELS, start=at(0), end=at(23)), context)
-    api.find_slots(pb.FindSlotsRequest(resource_ids=HOSTILE_RESOURCES, start=at(0), end=at(23),
-                                       duration={"seconds": 3600}), context)
+    api.find_slots(
+        pb.FindSlotsRequest(resource_ids=HOSTILE_RESOURCES, start=at(0), end=at(23), duration={"seconds": 3600}),
+        context,
+    )
 
 
 @pytest.fixture
@@ -112,12 +120,12 @@ def test_a_tenants_calls_only_touch_its_own_keys(recorded):
         assert value.startswith("T#t-1#"), where
         checked.append(value)
 
-    assert {operation for operation, _ in recorded["t-1"]} >= {"TransactWriteItems", "BatchGetItem", "GetItem",
-                                                                "Query"}
+    assert {operation for operation, _ in recorded["t-1"]} >= {"TransactWriteItems", "BatchGetItem", "GetItem", "Query"}
     for operation, params in recorded["t-1"]:
         for request in requests_of(params):
             for item in [request.get("Key"), request.get("Item")] + [
-                    key for table in request.get("RequestItems", {}).values() for key in table.get("Keys", [])]:
+                key for table in request.get("RequestItems", {}).values() for key in table.get("Keys", [])
+            ]:
                 if item:
                     check_pk(item["pk"]["S"], (operation, item))
             condition = request.get("KeyConditionExpression")
@@ -133,8 +141,16 @@ def test_a_tenants_calls_only_touch_its_own_keys(recorded):
 
 def test_reservation_ids_cannot_name_other_items():
     """Reservation ids must be canonical UUIDs, so no id can address a booking, guard, user or request item."""
-    for forged in ("x#RSV", "RES#room-1", "../RSV", "00000000-0000-4000-8000-000000000000#", " 0", "",
-                   "T#other#RSV#00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-00000000000A"):
+    for forged in (
+        "x#RSV",
+        "RES#room-1",
+        "../RSV",
+        "00000000-0000-4000-8000-000000000000#",
+        " 0",
+        "",
+        "T#other#RSV#00000000-0000-4000-8000-000000000000",
+        "00000000-0000-4000-8000-00000000000A",
+    ):
         with pytest.raises(ServiceError) as raised:
             validate.reservation_id(forged)
         assert raised.value.code is Code.INVALID_ARGUMENT, forged

@@ -91,8 +91,20 @@ class World:
 
     # ---- reservations --------------------------------------------------------------------------
 
-    def reserve(self, resource="room-1", start=None, end=None, user="alice", status=Status.CONFIRMED, note="",
-                units=0, request_id="", hold_for=None, caller=None, tenant=None) -> Reservation:
+    def reserve(
+        self,
+        resource="room-1",
+        start=None,
+        end=None,
+        user="alice",
+        status=Status.CONFIRMED,
+        note="",
+        units=0,
+        request_id="",
+        hold_for=None,
+        caller=None,
+        tenant=None,
+    ) -> Reservation:
         start = at(10) if start is None else start
         end = start + H if end is None else end
         caller = caller or Caller(tenant or "default")
@@ -164,7 +176,7 @@ class World:
 def seed(store, tenant: str, bookings: list) -> None:
     """Store bookings directly (fixture data for read paths), in transactions of the allowed size."""
     for first in range(0, len(bookings), 40):
-        store.commit(WritePlan(tenant, create=list(bookings[first:first + 40])))
+        store.commit(WritePlan(tenant, create=list(bookings[first : first + 40])))
 
 
 def replace(reservation, **changes):

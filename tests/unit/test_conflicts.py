@@ -14,13 +14,17 @@ from chalicelib.service import Conflict
 from .support import M, at, raises_code, seed
 
 
-@pytest.mark.parametrize("start, end", [
-    (at(10, 15), at(10, 45)),  # inside
-    (at(9), at(12)),  # covering
-    (at(10), at(11)),  # the same window
-    (at(9, 30), at(10, 30)),  # over its start
-    (at(10, 30), at(11, 30)),  # over its end
-], ids=["inside", "covering", "same", "over-start", "over-end"])
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        (at(10, 15), at(10, 45)),  # inside
+        (at(9), at(12)),  # covering
+        (at(10), at(11)),  # the same window
+        (at(9, 30), at(10, 30)),  # over its start
+        (at(10, 30), at(11, 30)),  # over its end
+    ],
+    ids=["inside", "covering", "same", "over-start", "over-end"],
+)
 def test_overlapping_window_is_refused_naming_the_reservation_in_the_way(world, start, end):
     first = world.reserve("room-1", at(10), at(11))
     with raises_code(Code.FAILED_PRECONDITION, "room-1", first.id) as info:
@@ -65,7 +69,7 @@ def test_conflict_lists_at_most_ten_reservations_and_counts_them_all(world):
     assert isinstance(conflict, Conflict)
     assert [b.reservation.id for b in conflict.blocking] == [r.id for r in made[:10]]
     assert conflict.total == 15
-    detail, = error_details(conflict)
+    (detail,) = error_details(conflict)
     assert len(detail.conflicts) == 10 and detail.total == 15
     assert not detail.HasField("full_window")
 
@@ -184,8 +188,20 @@ def test_retry_without_request_id_of_a_made_reservation_conflicts_with_it(world)
 
 def minute_bookings(count, status, expires_at_ns=0):
     """`count` back-to-back one-minute bookings of room-1 from 10:00 (fixture data, stored directly)."""
-    return [Booking(Reservation(str(uuid.UUID(int=i + 1)), f"u{i}", "room-1", status, at(10, i), at(10, i + 1),
-                                expires_at_ns=expires_at_ns)) for i in range(count)]
+    return [
+        Booking(
+            Reservation(
+                str(uuid.UUID(int=i + 1)),
+                f"u{i}",
+                "room-1",
+                status,
+                at(10, i),
+                at(10, i + 1),
+                expires_at_ns=expires_at_ns,
+            )
+        )
+        for i in range(count)
+    ]
 
 
 def test_reserve_over_more_than_a_thousand_expired_holds_leaves_none_behind(world, store, clock):

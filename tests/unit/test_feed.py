@@ -34,9 +34,20 @@ def story(world, clock):
     return {"made": made, "hold": hold, "swept": swept}
 
 
-STORY_KINDS = ["RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_CONFIRMED", "RESERVATION_UPDATED",
-               "RESERVATION_RESCHEDULED", "RESERVATION_CREATED", "RESERVATION_EXPIRED", "RESERVATION_CREATED",
-               "RESERVATION_CREATED", "RESERVATION_EXPIRED", "RESERVATION_CANCELLED", "RESOURCE_DELETED"]
+STORY_KINDS = [
+    "RESOURCE_DEFINED",
+    "RESERVATION_CREATED",
+    "RESERVATION_CONFIRMED",
+    "RESERVATION_UPDATED",
+    "RESERVATION_RESCHEDULED",
+    "RESERVATION_CREATED",
+    "RESERVATION_EXPIRED",
+    "RESERVATION_CREATED",
+    "RESERVATION_CREATED",
+    "RESERVATION_EXPIRED",
+    "RESERVATION_CANCELLED",
+    "RESOURCE_DELETED",
+]
 
 
 def test_every_change_kind_appears_once_in_commit_order(world, story):
@@ -58,33 +69,52 @@ def test_events_carry_the_reservation_after_and_before_the_change(world, story):
     assert by_kind[ChangeKind.RESOURCE_DEFINED].resource.max_duration_ns == 4 * H
     expired = [e for e in world.events() if e.kind == ChangeKind.RESERVATION_EXPIRED]
     assert [(e.reservation.id, e.reservation.status) for e in expired] == [
-        (story["hold"].id, Status.EXPIRED), (story["swept"].id, Status.EXPIRED)]
+        (story["hold"].id, Status.EXPIRED),
+        (story["swept"].id, Status.EXPIRED),
+    ]
 
 
 def test_resource_scope_has_only_that_resources_events(world, story):
     assert world.kinds(Scope("default", resource_id="room-1")) == [
-        "RESOURCE_DEFINED", "RESERVATION_CREATED", "RESERVATION_CONFIRMED", "RESERVATION_UPDATED",
-        "RESERVATION_RESCHEDULED", "RESERVATION_CANCELLED", "RESOURCE_DELETED"]
+        "RESOURCE_DEFINED",
+        "RESERVATION_CREATED",
+        "RESERVATION_CONFIRMED",
+        "RESERVATION_UPDATED",
+        "RESERVATION_RESCHEDULED",
+        "RESERVATION_CANCELLED",
+        "RESOURCE_DELETED",
+    ]
     assert world.kinds(Scope("default", resource_id="room-2")) == [
-        "RESERVATION_CREATED", "RESERVATION_EXPIRED", "RESERVATION_CREATED", "RESERVATION_CREATED",
-        "RESERVATION_EXPIRED"]
+        "RESERVATION_CREATED",
+        "RESERVATION_EXPIRED",
+        "RESERVATION_CREATED",
+        "RESERVATION_CREATED",
+        "RESERVATION_EXPIRED",
+    ]
 
 
 def test_user_scope_has_only_that_users_reservation_events(world, story):
     assert world.kinds(Scope("default", user_id="alice")) == [
-        "RESERVATION_CREATED", "RESERVATION_CONFIRMED", "RESERVATION_UPDATED", "RESERVATION_RESCHEDULED",
-        "RESERVATION_CANCELLED"]
+        "RESERVATION_CREATED",
+        "RESERVATION_CONFIRMED",
+        "RESERVATION_UPDATED",
+        "RESERVATION_RESCHEDULED",
+        "RESERVATION_CANCELLED",
+    ]
     assert all(e.reservation.user_id == "bob" for e in world.events(Scope("default", user_id="bob")))
     assert world.events(Scope("default", user_id="nobody")) == []
 
 
-@pytest.mark.parametrize("scope", [TENANT, Scope("default", resource_id="room-2"), Scope("default", user_id="alice")],
-                         ids=["tenant", "resource", "user"])
+@pytest.mark.parametrize(
+    "scope",
+    [TENANT, Scope("default", resource_id="room-2"), Scope("default", user_id="alice")],
+    ids=["tenant", "resource", "user"],
+)
 def test_resuming_from_any_cursor_returns_the_rest_exactly_once(world, story, scope):
     page = world.changes(scope, "", 1000)
     events = [event for event, _ in page.events]
     for index, (_, cursor) in enumerate(page.events):
-        assert [e for e, _ in world.changes(scope, cursor, 1000).events] == events[index + 1:]
+        assert [e for e, _ in world.changes(scope, cursor, 1000).events] == events[index + 1 :]
     assert world.changes(scope, page.cursor, 1000).events == []
 
 
@@ -106,7 +136,8 @@ def test_cursor_of_a_quiet_feed_picks_up_later_changes(world, clock):
     cursor = world.changes(TENANT, cursor, 100).cursor  # nothing new: the cursor moves on
     made = world.reserve("room-1", at(10), at(11))
     assert [(e.kind, e.reservation.id) for e, _ in world.changes(TENANT, cursor, 100).events] == [
-        (ChangeKind.RESERVATION_CREATED, made.id)]
+        (ChangeKind.RESERVATION_CREATED, made.id)
+    ]
 
 
 def test_unsettled_events_wait_and_are_not_skipped(world, clock, monkeypatch):
@@ -121,7 +152,7 @@ def test_unsettled_events_wait_and_are_not_skipped(world, clock, monkeypatch):
 
 def test_cursor_older_than_seven_days_is_out_of_range(world, clock):
     world.reserve("room-1", at(10), at(11))
-    (event, cursor), = world.changes(TENANT, "", 100).events
+    ((event, cursor),) = world.changes(TENANT, "", 100).events
     clock.set(event.at_ns + EVENT_RETENTION_NS)
     assert world.changes(TENANT, cursor, 100).events == []
     clock.set(event.at_ns + EVENT_RETENTION_NS + 1)
@@ -169,8 +200,7 @@ def test_listen_yields_the_same_events_as_they_settle(world, clock):
     position = world.feed.start(TENANT, "", from_now=True)
     made = world.reserve("room-1", at(10), at(11))
     polls = []
-    pages = world.feed.listen(TENANT, position, keep_going=lambda elapsed: len(polls) < 2,
-                              sleep=lambda seconds: None)
+    pages = world.feed.listen(TENANT, position, keep_going=lambda elapsed: len(polls) < 2, sleep=lambda seconds: None)
     for page in pages:
         polls.append(page)
         if len(polls) == 1:
@@ -213,13 +243,19 @@ def random_workload(world, clock, store, rng, steps, cross_resource_moves):
         try:
             if action in ("reserve", "hold"):
                 resource = rng.choice(RESOURCES)
-                kwargs = {"user": rng.choice(USERS), "request_id": rng.choice(["", f"r{rng.randrange(30)}"]),
-                              "units": rng.randrange(1, 3) if resource == "lot" else 1}
+                kwargs = {
+                    "user": rng.choice(USERS),
+                    "request_id": rng.choice(["", f"r{rng.randrange(30)}"]),
+                    "units": rng.randrange(1, 3) if resource == "lot" else 1,
+                }
                 if action == "hold":
                     made.append(world.hold(resource, start, start + H, hold_for=rng.choice([2, 5]) * M, **kwargs))
                 else:
-                    made.append(world.reserve(resource, start, start + H,
-                                              status=rng.choice([Status.PENDING, Status.CONFIRMED]), **kwargs))
+                    made.append(
+                        world.reserve(
+                            resource, start, start + H, status=rng.choice([Status.PENDING, Status.CONFIRMED]), **kwargs
+                        )
+                    )
             elif made and action == "confirm":
                 world.confirm(rng.choice(made).id)
             elif made and action == "update":
@@ -233,8 +269,12 @@ def random_workload(world, clock, store, rng, steps, cross_resource_moves):
             elif action == "sweep":
                 world.service.sweep_expired()
         except ServiceError as error:
-            assert error.code in (Code.FAILED_PRECONDITION, Code.NOT_FOUND, Code.ALREADY_EXISTS,
-                                  Code.INVALID_ARGUMENT), error.message
+            assert error.code in (
+                Code.FAILED_PRECONDITION,
+                Code.NOT_FOUND,
+                Code.ALREADY_EXISTS,
+                Code.INVALID_ARGUMENT,
+            ), error.message
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -244,8 +284,10 @@ def test_replaying_the_feed_rebuilds_what_query_shows_per_tenant_and_user(world,
     assert replay(world.events(), now) == world.query(page_size=1000).reservations
     for user in USERS:
         now = clock.now
-        assert replay(world.events(Scope("default", user_id=user)), now) == world.query(
-            user_id=user, page_size=1000).reservations
+        assert (
+            replay(world.events(Scope("default", user_id=user)), now)
+            == world.query(user_id=user, page_size=1000).reservations
+        )
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -253,8 +295,10 @@ def test_replaying_a_resources_feed_rebuilds_what_query_shows_for_it(world, cloc
     random_workload(world, clock, store, random.Random(seed), 150, cross_resource_moves=False)
     for resource in RESOURCES:
         now = clock.now
-        assert replay(world.events(Scope("default", resource_id=resource)), now, resource) == world.query(
-            resource_id=resource, page_size=1000).reservations
+        assert (
+            replay(world.events(Scope("default", resource_id=resource)), now, resource)
+            == world.query(resource_id=resource, page_size=1000).reservations
+        )
 
 
 def test_every_reservation_history_starts_with_created_and_ends_at_most_once(world, clock, store):
@@ -273,13 +317,16 @@ def test_resource_feed_tells_when_a_reservation_moves_to_another_resource(world)
     made = world.reserve("room-1", at(10), at(11))
     world.reschedule(made.id, at(10), at(11), resource_id="room-2")
     now = world.clock.now
-    assert replay(world.events(Scope("default", resource_id="room-1")), now, "room-1") == world.query(
-        resource_id="room-1").reservations == []
+    assert (
+        replay(world.events(Scope("default", resource_id="room-1")), now, "room-1")
+        == world.query(resource_id="room-1").reservations
+        == []
+    )
 
 
 def test_listen_with_a_cursor_older_than_seven_days_is_out_of_range_before_streaming(world, clock):
     world.reserve("room-1", at(10), at(11))
-    (event, cursor), = world.changes(TENANT, "", 100).events
+    ((event, cursor),) = world.changes(TENANT, "", 100).events
     clock.set(event.at_ns + EVENT_RETENTION_NS + 1)
     with raises_code(Code.OUT_OF_RANGE):
         world.feed.start(TENANT, cursor, from_now=True)

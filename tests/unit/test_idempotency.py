@@ -32,10 +32,18 @@ def test_replay_wins_over_a_conflict_that_arose_since(world):
     assert world.reserve("room-1", at(10), at(11), request_id="req-1").id == first.id
 
 
-@pytest.mark.parametrize("change", [
-    {"note": "other"}, {"user": "bob"}, {"resource": "room-2"}, {"start": at(10, 30), "end": at(11, 30)},
-    {"status": Status.CONFIRMED}, {"hold_for": 5 * M},
-], ids=["note", "user", "resource", "window", "status", "hold_for"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"note": "other"},
+        {"user": "bob"},
+        {"resource": "room-2"},
+        {"start": at(10, 30), "end": at(11, 30)},
+        {"status": Status.CONFIRMED},
+        {"hold_for": 5 * M},
+    ],
+    ids=["note", "user", "resource", "window", "status", "hold_for"],
+)
 def test_same_request_id_with_different_fields_is_already_exists(world, change):
     world.reserve("room-1", at(10), at(11), status=Status.PENDING, request_id="req-1")
     fields = {"resource": "room-1", "start": at(10), "end": at(11), "status": Status.PENDING}

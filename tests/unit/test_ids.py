@@ -33,9 +33,11 @@ def test_nfc_and_nfd_spellings_are_one_user(world):
     assert [r.id for r in world.query_all(user_id=NFC)] == [made.id]
 
 
-@pytest.mark.parametrize("bad", [" room-1", "room-1 ", "room-1\u00a0", "\uff52oom-1", "\ufb01le", "", "room\n1"],
-                         ids=["leading-space", "trailing-space", "trailing-nbsp", "fullwidth-r", "ligature",
-                              "empty", "newline"])
+@pytest.mark.parametrize(
+    "bad",
+    [" room-1", "room-1 ", "room-1\u00a0", "\uff52oom-1", "\ufb01le", "", "room\n1"],
+    ids=["leading-space", "trailing-space", "trailing-nbsp", "fullwidth-r", "ligature", "empty", "newline"],
+)
 def test_look_alike_or_empty_ids_are_invalid(world, bad):
     with raises_code(Code.INVALID_ARGUMENT, r"reservation\.resource_id"):
         world.reserve(bad, at(10), at(11))

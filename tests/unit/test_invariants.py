@@ -36,8 +36,13 @@ def check_store(store):
         for booking in bookings:
             for cell, _ in shape.cells(booking.padded_start_ns, booking.padded_end_ns):
                 expected[cell] = expected.get(cell, 0) + booking.reservation.units
-        counted = {cell: units for (owner, rid, _), bucket in store.buckets.items() if (owner, rid) == (tenant, resource_id)
-                   for cell, units in bucket["used"].items() if units}
+        counted = {
+            cell: units
+            for (owner, rid, _), bucket in store.buckets.items()
+            if (owner, rid) == (tenant, resource_id)
+            for cell, units in bucket["used"].items()
+            if units
+        }
         assert counted == expected, resource_id
         capacity = stored.resource.capacity
         assert all(units <= capacity for units in counted.values()), resource_id
@@ -57,8 +62,18 @@ def step(world, clock, store, rng, made):
     if action in ("reserve", "hold"):
         status = Status.PENDING if action == "hold" else rng.choice([Status.PENDING, Status.CONFIRMED])
         hold = rng.choice([1, 3, 10]) * M if action == "hold" else None
-        made.append(world.reserve(resource, start, start + length, user=rng.choice("abc"), status=status,
-                                  units=units, hold_for=hold, request_id=rng.choice(["", f"q{rng.randrange(40)}"])))
+        made.append(
+            world.reserve(
+                resource,
+                start,
+                start + length,
+                user=rng.choice("abc"),
+                status=status,
+                units=units,
+                hold_for=hold,
+                request_id=rng.choice(["", f"q{rng.randrange(40)}"]),
+            )
+        )
     elif action == "sweep":
         world.service.sweep_expired()
     elif made:
@@ -84,8 +99,12 @@ def test_random_workload_keeps_the_store_consistent_after_every_step(world, cloc
             step(world, clock, store, rng, made)
             outcomes["ok"] = outcomes.get("ok", 0) + 1
         except ServiceError as error:
-            assert error.code in (Code.FAILED_PRECONDITION, Code.NOT_FOUND, Code.ALREADY_EXISTS,
-                                  Code.INVALID_ARGUMENT), error.message
+            assert error.code in (
+                Code.FAILED_PRECONDITION,
+                Code.NOT_FOUND,
+                Code.ALREADY_EXISTS,
+                Code.INVALID_ARGUMENT,
+            ), error.message
             outcomes[error.code] = outcomes.get(error.code, 0) + 1
         check_store(store)
     assert outcomes["ok"] > 100

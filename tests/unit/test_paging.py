@@ -85,8 +85,13 @@ def test_tampered_or_garbage_token_is_invalid_argument(world, mixed):
 
 def test_token_of_another_query_is_invalid_argument(world, mixed):
     token = world.query(page_size=2).next_page_token
-    for other in ({"resource_id": "room-1"}, {"user_id": "user-0"}, {"status": Status.CONFIRMED},
-                  {"descending": True}, {"start_ns": at(0)}):
+    for other in (
+        {"resource_id": "room-1"},
+        {"user_id": "user-0"},
+        {"status": Status.CONFIRMED},
+        {"descending": True},
+        {"start_ns": at(0)},
+    ):
         with raises_code(Code.INVALID_ARGUMENT, "different query"):
             world.query(page_size=2, page_token=token, **other)
     world.query(page_size=5, page_token=token)  # the page size may change
@@ -114,8 +119,7 @@ def test_page_size_is_capped_at_the_maximum(world, store):
 
 def test_selective_filter_ends_its_page_early_and_walking_returns_every_match_once(world, store):
     rare = {7, 1999, 2000, 2001, 2950}
-    seed(store, "default", [booking(n, status=Status.BLOCKED if n in rare else Status.CONFIRMED)
-                            for n in range(3000)])
+    seed(store, "default", [booking(n, status=Status.BLOCKED if n in rare else Status.CONFIRMED) for n in range(3000)])
     first = world.query(resource_id="busy", status=Status.BLOCKED, page_size=100)
     assert first.next_page_token and len(first.reservations) < len(rare)  # the read budget ran out
     for page_size in (100, 1):
@@ -142,5 +146,6 @@ def test_big_answers_end_their_page_early(world, store):
     first = world.query(resource_id="busy", page_size=1000)
     assert first.next_page_token and len(first.reservations) < 1000
     assert sum(query.answer_size(r) for r in first.reservations) <= query.ANSWER_BUDGET + query.answer_size(
-        first.reservations[-1])
+        first.reservations[-1]
+    )
     assert len(world.query_all(resource_id="busy", page_size=1000)) == 1000

@@ -33,7 +33,7 @@ def test_one_over_capacity_is_refused_naming_the_full_window_and_units_free(worl
     assert conflict.full_window == (at(11), at(11, 15))  # the first cell where it does not fit
     assert conflict.units_free == 0
     assert {b.reservation.id for b in conflict.blocking} == {r.id for r in made}
-    detail, = error_details(conflict)
+    (detail,) = error_details(conflict)
     assert detail.HasField("full_window") and detail.units_free == 0 and detail.total == 3
     assert len(world.stored(lot)) == 3
 
@@ -147,7 +147,7 @@ def test_pool_expired_holds_never_block_even_more_than_ten_of_them(world, clock)
     for i in range(12):
         world.hold("garage", at(10), at(11), user=f"u{i}", hold_for=1 * M)
     clock.advance(2 * M)
-    free, = world.availability.availability("default", ["garage"], {}, at(10), at(11), 12)
+    (free,) = world.availability.availability("default", ["garage"], {}, at(10), at(11), 12)
     assert free.free == [(at(10), at(11))]
     made = world.reserve("garage", at(10), at(11), units=12, user="fleet")
     assert [r.id for r in world.stored("garage")] == [made.id]
@@ -180,8 +180,9 @@ def test_capacity_one_with_a_step_is_still_exclusive(world):
 def test_lowering_capacity_below_what_is_booked_is_refused_naming_the_busiest_window(world, lot):
     world.reserve(lot, at(10), at(11), units=2)
     world.reserve(lot, at(12), at(12, 30), units=3)
-    with raises_code(Code.FAILED_PRECONDITION, "3 units are booked", rf"\[{iso(at(12))}, {iso(at(12, 15))}\)",
-                     "capacity 2"):
+    with raises_code(
+        Code.FAILED_PRECONDITION, "3 units are booked", rf"\[{iso(at(12))}, {iso(at(12, 15))}\)", "capacity 2"
+    ):
         world.define(lot, capacity=2, step_ns=15 * M)
     assert world.resources.get("default", lot).capacity == 3
     with raises_code(Code.FAILED_PRECONDITION):
@@ -232,5 +233,4 @@ def test_query_of_a_pool_window_finds_a_stay_that_began_long_before(world):
 def test_pool_events_are_recorded_like_any_other(world, lot):
     made = world.reserve(lot, at(10), at(11), units=2)
     world.cancel(made.id)
-    assert [e.kind for e in world.events()][-2:] == [ChangeKind.RESERVATION_CREATED,
-                                                     ChangeKind.RESERVATION_CANCELLED]
+    assert [e.kind for e in world.events()][-2:] == [ChangeKind.RESERVATION_CREATED, ChangeKind.RESERVATION_CANCELLED]

@@ -137,10 +137,14 @@ def test_move_to_a_pool_too_small_for_its_units_is_invalid(world):
         world.reschedule(made.id, at(10), at(11), resource_id="lot-b")
 
 
-@pytest.mark.parametrize("step, start, end, shift", [
-    (1 * H, at(20), at(22), 1 * D),  # hotel by the hour: buckets of 24 cells are UTC days
-    (15 * M, at(5), at(6), 1 * H),  # parking by the quarter: buckets of 24 cells are 6 hours (00:00, 06:00, ...)
-], ids=["hotel-next-day", "parking-05h-to-06h"])
+@pytest.mark.parametrize(
+    "step, start, end, shift",
+    [
+        (1 * H, at(20), at(22), 1 * D),  # hotel by the hour: buckets of 24 cells are UTC days
+        (15 * M, at(5), at(6), 1 * H),  # parking by the quarter: buckets of 24 cells are 6 hours (00:00, 06:00, ...)
+    ],
+    ids=["hotel-next-day", "parking-05h-to-06h"],
+)
 def test_move_within_a_pool_into_another_bucket(world, step, start, end, shift):
     world.define("pool", capacity=3, step_ns=step)
     made = world.reserve("pool", start, end)
@@ -217,8 +221,7 @@ def test_move_whose_answer_was_lost_happens_exactly_once(world, store, applied):
 
 
 def test_move_onto_expired_holds_displaces_them(world, clock):
-    holds = [world.hold("room-1", at(12, 10 * i), at(12, 10 * i + 10), user=f"u{i}", hold_for=1 * M)
-             for i in range(6)]
+    holds = [world.hold("room-1", at(12, 10 * i), at(12, 10 * i + 10), user=f"u{i}", hold_for=1 * M) for i in range(6)]
     made = world.reserve("room-1", at(10), at(11))
     clock.advance(2 * M)
     world.reschedule(made.id, at(12), at(13))

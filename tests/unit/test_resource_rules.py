@@ -20,15 +20,21 @@ def outcome(call):
 # ---- duration -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length, expected", [
-    (30 * M, "ok"), (30 * M + 1, "ok"), (30 * M - 1, "invalid_argument")], ids=["at", "inside", "outside"])
+@pytest.mark.parametrize(
+    "length, expected",
+    [(30 * M, "ok"), (30 * M + 1, "ok"), (30 * M - 1, "invalid_argument")],
+    ids=["at", "inside", "outside"],
+)
 def test_min_duration_bound(world, length, expected):
     world.define("room-1", min_duration_ns=30 * M)
     assert outcome(lambda: world.reserve("room-1", at(10), at(10) + length)) == expected
 
 
-@pytest.mark.parametrize("length, expected", [
-    (2 * H, "ok"), (2 * H - 1, "ok"), (2 * H + 1, "invalid_argument")], ids=["at", "inside", "outside"])
+@pytest.mark.parametrize(
+    "length, expected",
+    [(2 * H, "ok"), (2 * H - 1, "ok"), (2 * H + 1, "invalid_argument")],
+    ids=["at", "inside", "outside"],
+)
 def test_max_duration_bound(world, length, expected):
     world.define("room-1", max_duration_ns=2 * H)
     assert outcome(lambda: world.reserve("room-1", at(10), at(10) + length)) == expected
@@ -45,16 +51,18 @@ def test_duration_messages_name_the_rule_and_the_allowed_value(world):
 # ---- notice and horizon -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("now_offset, expected", [
-    (0, "ok"), (-1, "ok"), (1, "failed_precondition")], ids=["at", "inside", "outside"])
+@pytest.mark.parametrize(
+    "now_offset, expected", [(0, "ok"), (-1, "ok"), (1, "failed_precondition")], ids=["at", "inside", "outside"]
+)
 def test_min_notice_bound(world, clock, now_offset, expected):
     world.define("room-1", min_notice_ns=1 * H)
     clock.set(at(9) + now_offset)  # the start at(10) is exactly 1 h (+/- 1 ns) ahead
     assert outcome(lambda: world.reserve("room-1", at(10), at(11))) == expected
 
 
-@pytest.mark.parametrize("now_offset, expected", [
-    (0, "ok"), (1, "ok"), (-1, "failed_precondition")], ids=["at", "inside", "outside"])
+@pytest.mark.parametrize(
+    "now_offset, expected", [(0, "ok"), (1, "ok"), (-1, "failed_precondition")], ids=["at", "inside", "outside"]
+)
 def test_max_advance_bound(world, clock, now_offset, expected):
     world.define("room-1", max_advance_ns=30 * D)
     clock.set(at(10) - 30 * D + now_offset)
@@ -74,12 +82,16 @@ def test_timing_messages_name_the_rule_and_the_allowed_start(world, clock):
 # ---- step grid ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start, end, expected", [
-    (at(10, 15), at(10, 45), "ok"),
-    (at(10, 15) + 1, at(10, 45), "invalid_argument"),
-    (at(10, 15) - 1, at(10, 45), "invalid_argument"),
-    (at(10, 15), at(10, 45) + 1, "invalid_argument"),
-], ids=["on-grid", "start-1ns-after", "start-1ns-before", "end-off-grid"])
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        (at(10, 15), at(10, 45), "ok"),
+        (at(10, 15) + 1, at(10, 45), "invalid_argument"),
+        (at(10, 15) - 1, at(10, 45), "invalid_argument"),
+        (at(10, 15), at(10, 45) + 1, "invalid_argument"),
+    ],
+    ids=["on-grid", "start-1ns-after", "start-1ns-before", "end-off-grid"],
+)
 def test_step_grid_in_utc(world, start, end, expected):
     world.define("room-1", step_ns=15 * M)
     assert outcome(lambda: world.reserve("room-1", start, end)) == expected
@@ -87,8 +99,13 @@ def test_step_grid_in_utc(world, start, end, expected):
 
 def test_grid_message_names_the_step_and_the_next_grid_time(world):
     world.define("room-1", step_ns=15 * M, time_zone="Europe/Paris")
-    with raises_code(Code.INVALID_ARGUMENT, r"reservation\.start", "15m grid", "Europe/Paris",
-                     r"next grid time is 2026-12-02T11:30:00\+01:00"):
+    with raises_code(
+        Code.INVALID_ARGUMENT,
+        r"reservation\.start",
+        "15m grid",
+        "Europe/Paris",
+        r"next grid time is 2026-12-02T11:30:00\+01:00",
+    ):
         world.reserve("room-1", at(10, 20), at(11))
     with raises_code(Code.INVALID_ARGUMENT, r"reservation\.end"):
         world.reserve("room-1", at(10), at(10, 20))
@@ -132,27 +149,35 @@ def test_hourly_grid_on_the_autumn_dst_day_has_the_repeated_hour_twice(world, be
         world.reserve("room-p", AUTUMN + 90 * M, AUTUMN + 3 * H)
 
 
-@pytest.mark.parametrize("start, end, expected", [
-    (SPRING + 45 * M, SPRING + 60 * M, "ok"),  # local 01:45 CET -> 03:00 CEST: 15 real minutes
-    (SPRING + 60 * M, SPRING + 75 * M, "ok"),  # local 03:00 -> 03:15 CEST
-    (SPRING + 50 * M, SPRING + 65 * M, "invalid_argument"),
-    (AUTUMN + 45 * M, AUTUMN + 60 * M, "ok"),  # local 02:45 CEST -> 02:00 CET
-    (AUTUMN + 60 * M, AUTUMN + 75 * M, "ok"),  # local 02:00 -> 02:15 CET
-    (AUTUMN + 60 * M + S, AUTUMN + 75 * M, "invalid_argument"),
-], ids=["spring-before-gap", "spring-after-gap", "spring-off", "autumn-first", "autumn-second", "autumn-off"])
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        (SPRING + 45 * M, SPRING + 60 * M, "ok"),  # local 01:45 CET -> 03:00 CEST: 15 real minutes
+        (SPRING + 60 * M, SPRING + 75 * M, "ok"),  # local 03:00 -> 03:15 CEST
+        (SPRING + 50 * M, SPRING + 65 * M, "invalid_argument"),
+        (AUTUMN + 45 * M, AUTUMN + 60 * M, "ok"),  # local 02:45 CEST -> 02:00 CET
+        (AUTUMN + 60 * M, AUTUMN + 75 * M, "ok"),  # local 02:00 -> 02:15 CET
+        (AUTUMN + 60 * M + S, AUTUMN + 75 * M, "invalid_argument"),
+    ],
+    ids=["spring-before-gap", "spring-after-gap", "spring-off", "autumn-first", "autumn-second", "autumn-off"],
+)
 def test_quarter_hour_grid_across_dst_changes(world, before_dst, start, end, expected):
     world.define("room-q", step_ns=15 * M, max_duration_ns=15 * M, time_zone="Europe/Paris")
     assert outcome(lambda: world.reserve("room-q", start, end)) == expected
 
 
-@pytest.mark.parametrize("start, end, expected", [
-    (SPRING - 1 * H, SPRING + 22 * H, "ok"),  # the 23-hour local day 2026-03-29
-    (SPRING - 1 * H, SPRING + 23 * H, "invalid_argument"),  # 24 h later is 01:00 local
-    (AUTUMN - 2 * H, AUTUMN + 23 * H, "ok"),  # the 25-hour local day 2026-10-25
-    (AUTUMN - 2 * H, AUTUMN + 22 * H, "invalid_argument"),  # 24 h later is 23:00 local
-    (SPRING, SPRING + 1 * D, "invalid_argument"),  # UTC midnight is 01:00 local
-    (SPRING - 2 * H + 1 * D, SPRING + 22 * H + 1 * D, "ok"),  # 2026-03-30: a 24-hour day in CEST
-], ids=["spring-day", "spring-24h", "autumn-day", "autumn-24h", "utc-midnight", "next-day"])
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [
+        (SPRING - 1 * H, SPRING + 22 * H, "ok"),  # the 23-hour local day 2026-03-29
+        (SPRING - 1 * H, SPRING + 23 * H, "invalid_argument"),  # 24 h later is 01:00 local
+        (AUTUMN - 2 * H, AUTUMN + 23 * H, "ok"),  # the 25-hour local day 2026-10-25
+        (AUTUMN - 2 * H, AUTUMN + 22 * H, "invalid_argument"),  # 24 h later is 23:00 local
+        (SPRING, SPRING + 1 * D, "invalid_argument"),  # UTC midnight is 01:00 local
+        (SPRING - 2 * H + 1 * D, SPRING + 22 * H + 1 * D, "ok"),  # 2026-03-30: a 24-hour day in CEST
+    ],
+    ids=["spring-day", "spring-24h", "autumn-day", "autumn-24h", "utc-midnight", "next-day"],
+)
 def test_daily_grid_follows_local_midnights_across_dst_changes(world, before_dst, start, end, expected):
     world.define("suite", step_ns=1 * D, time_zone="Europe/Paris")
     assert outcome(lambda: world.reserve("suite", start, end)) == expected
@@ -217,18 +242,31 @@ def test_define_then_get_and_list_by_labels(world):
     assert [r.id for r in found + found2] == ["room-a", "room-b"] and token2 == ""
 
 
-@pytest.mark.parametrize("rules, field", [
-    ({"capacity": 3}, "resource.step"),  # a pool needs a step
-    ({"capacity": 3, "step_ns": 1 * H, "buffer_after_ns": 5 * M}, "resource.buffer_before"),
-    ({"step_ns": 7 * M}, "resource.step"),  # does not divide 24 h
-    ({"step_ns": 36 * H}, "resource.step"),  # neither under a day nor whole days
-    ({"time_zone": "Mars/Olympus"}, "resource.time_zone"),
-    ({"min_duration_ns": 2 * H, "max_duration_ns": 1 * H}, "resource.min_duration"),
-    ({"min_notice_ns": -1}, "resource.min_notice"),
-    ({"capacity": -1}, "resource.capacity"),
-    ({"max_advance_ns": 400 * D}, "resource.max_advance"),
-], ids=["pool-without-step", "pool-with-buffers", "step-7m", "step-36h", "zone", "min>max", "negative",
-        "capacity", "too-long"])
+@pytest.mark.parametrize(
+    "rules, field",
+    [
+        ({"capacity": 3}, "resource.step"),  # a pool needs a step
+        ({"capacity": 3, "step_ns": 1 * H, "buffer_after_ns": 5 * M}, "resource.buffer_before"),
+        ({"step_ns": 7 * M}, "resource.step"),  # does not divide 24 h
+        ({"step_ns": 36 * H}, "resource.step"),  # neither under a day nor whole days
+        ({"time_zone": "Mars/Olympus"}, "resource.time_zone"),
+        ({"min_duration_ns": 2 * H, "max_duration_ns": 1 * H}, "resource.min_duration"),
+        ({"min_notice_ns": -1}, "resource.min_notice"),
+        ({"capacity": -1}, "resource.capacity"),
+        ({"max_advance_ns": 400 * D}, "resource.max_advance"),
+    ],
+    ids=[
+        "pool-without-step",
+        "pool-with-buffers",
+        "step-7m",
+        "step-36h",
+        "zone",
+        "min>max",
+        "negative",
+        "capacity",
+        "too-long",
+    ],
+)
 def test_define_refuses_impossible_rules_naming_the_field(world, rules, field):
     with raises_code(Code.INVALID_ARGUMENT, field.replace(".", r"\.")):
         world.define("room-1", **rules)
@@ -325,7 +363,6 @@ def test_delete_of_a_pool_is_refused_while_a_long_stay_covers_now(world, clock):
     clock.set(at(0) + 5 * D)
     with raises_code(Code.FAILED_PRECONDITION, stay.id):
         world.resources.delete("default", "hotel")
-
 
 
 def test_deleted_pool_takes_no_reservations_until_defined_again(world):

@@ -20,11 +20,13 @@ def victims(world):
 
 
 def test_attacker_cannot_get_update_cancel_confirm_or_move_a_victims_reservation(world, victims):
-    for attempt in (lambda: world.get(victims.id, caller=ATTACKER),
-                    lambda: world.update(victims.id, status=Status.BLOCKED, note="pwned", caller=ATTACKER),
-                    lambda: world.cancel(victims.id, caller=ATTACKER),
-                    lambda: world.confirm(victims.id, caller=ATTACKER),
-                    lambda: world.reschedule(victims.id, at(12), at(13), caller=ATTACKER)):
+    for attempt in (
+        lambda: world.get(victims.id, caller=ATTACKER),
+        lambda: world.update(victims.id, status=Status.BLOCKED, note="pwned", caller=ATTACKER),
+        lambda: world.cancel(victims.id, caller=ATTACKER),
+        lambda: world.confirm(victims.id, caller=ATTACKER),
+        lambda: world.reschedule(victims.id, at(12), at(13), caller=ATTACKER),
+    ):
         with raises_code(Code.NOT_FOUND) as info:
             attempt()
         assert "merger" not in info.value.message and "victor" not in info.value.message
@@ -55,7 +57,7 @@ def test_attackers_feed_availability_and_resource_list_see_nothing_of_the_victim
     assert world.events(Scope("attacker-co")) == []
     assert world.events(Scope("attacker-co", resource_id="room-1")) == []
     assert world.events(Scope("attacker-co", user_id="victor")) == []
-    free, = world.availability.availability("attacker-co", ["room-1"], {}, at(10), at(11), 1)
+    (free,) = world.availability.availability("attacker-co", ["room-1"], {}, at(10), at(11), 1)
     assert free.busy == [] and free.free == [(at(10), at(11))]
     assert world.resources.list("attacker-co", {}, 0, "") == ([], "")
 
@@ -95,10 +97,12 @@ def test_acting_user_cannot_reserve_for_another_user(world):
 
 def test_acting_user_cannot_touch_another_users_reservation(world):
     bobs = world.reserve("room-1", at(10), at(11), user="bob", status=Status.PENDING, tenant="acme")
-    for attempt in (lambda: world.confirm(bobs.id, caller=ALICE),
-                    lambda: world.update(bobs.id, note="mine now", caller=ALICE),
-                    lambda: world.reschedule(bobs.id, at(12), at(13), caller=ALICE),
-                    lambda: world.cancel(bobs.id, caller=ALICE)):
+    for attempt in (
+        lambda: world.confirm(bobs.id, caller=ALICE),
+        lambda: world.update(bobs.id, note="mine now", caller=ALICE),
+        lambda: world.reschedule(bobs.id, at(12), at(13), caller=ALICE),
+        lambda: world.cancel(bobs.id, caller=ALICE),
+    ):
         with raises_code(Code.PERMISSION_DENIED):
             attempt()
     assert world.get(bobs.id, tenant="acme") == bobs

@@ -211,9 +211,11 @@ def test_cancel_whose_answer_was_lost_cancels_once_and_answers_the_reservation(w
 
 def test_hold_for_that_would_expire_after_year_9999_never_makes_an_unanswerable_reservation(world):
     request = pb.ReserveRequest(
-        reservation=pb.Reservation(user_id="alice", resource_id="room-1", start=timestamp_of(at(10)),
-                                   end=timestamp_of(at(11))),
-        hold_for=Duration(seconds=9000 * 366 * 86400))
+        reservation=pb.Reservation(
+            user_id="alice", resource_id="room-1", start=timestamp_of(at(10)), end=timestamp_of(at(11))
+        ),
+        hold_for=Duration(seconds=9000 * 366 * 86400),
+    )
     try:
         answer = world.api.reserve(request, CallContext())
     except ServiceError as error:
