@@ -16,6 +16,7 @@ find_slots asks for 1-hour slots, 100 per page. Goal: at most 2 sequential round
 
     python -m bench.availability [--counts 1 10 100]
 """
+
 import argparse
 
 from chalicelib import layout
@@ -68,8 +69,9 @@ def _calls(api, count: int, days: int, labelled: bool = False) -> dict:
     named = dict(labels={"site": "hq"}) if labelled else dict(resource_ids=[f"room-{n:03}" for n in range(count)])
     return {
         "availability": lambda: api.availability(pb.AvailabilityRequest(**named, **window), CONTEXT),
-        "find_slots": lambda: api.find_slots(pb.FindSlotsRequest(**named, **window, duration={"seconds": HOUR_S},
-                                                                 limit=100), CONTEXT),
+        "find_slots": lambda: api.find_slots(
+            pb.FindSlotsRequest(**named, **window, duration={"seconds": HOUR_S}, limit=100), CONTEXT
+        ),
     }
 
 
@@ -90,25 +92,66 @@ def run(counts=(1, 10, 100), timed_calls: int = 10) -> list:
                         call()
                     answer = measured.result
                     returned = len(answer.resources) if rpc == "availability" else len(answer.slots)
-                    results.append({"rpc": rpc, "resources": count, "days": days, "labelled": labelled,
-                                    "returned": returned, "measured": measured, "call": call})
+                    results.append(
+                        {
+                            "rpc": rpc,
+                            "resources": count,
+                            "days": days,
+                            "labelled": labelled,
+                            "returned": returned,
+                            "measured": measured,
+                            "call": call,
+                        }
+                    )
         with recording.replaying():
             for result in results:
-                result["handler_ms"] = median(time_calls(result.pop("call"), 200, budget_s=1.0,
-                                                         at_least=timed_calls)) * 1000
+                result["handler_ms"] = (
+                    median(time_calls(result.pop("call"), 200, budget_s=1.0, at_least=timed_calls)) * 1000
+                )
                 result["measured"].handler_ms = result["handler_ms"]
     rows = []
     for r in results:
         u, m = r["measured"].usage, r["measured"]
         named = "by label" if r["labelled"] else "by id"
-        rows.append([r["rpc"], f"{r['resources']} x {r['days']} day{'s' if r['days'] > 1 else ''} ({named})",
-                     r["returned"], u.calls, u.rounds, u.waves, u.max_in_flight,
-                     f"{r['resources'] * r['days'] * PER_DAY:,}", f"{u.items_read:,}", units(u.rru),
-                     f"{r['handler_ms']:.1f}", f"{u.modelled_ms:.0f}", f"{m.usd_per_million:.2f}"])
-    table(["rpc", "resources x window", "answered", "calls", "rounds", "waves", "in flight", "in window", "read", "RRU",
-           "handler ms", "DynamoDB ms (modelled)", "$/M calls"], rows)
-    print(f"each resource holds {PER_DAY} one-hour bookings a day, the window starts after {HISTORY_DAYS} days of them; "
-          f"goal: <= {ROUNDS_GOAL} rounds for 100 resources x 1 day. 'answered': resources (availability) or slots (find_slots, 100 per page). Prices: {PRICES}")
+        rows.append(
+            [
+                r["rpc"],
+                f"{r['resources']} x {r['days']} day{'s' if r['days'] > 1 else ''} ({named})",
+                r["returned"],
+                u.calls,
+                u.rounds,
+                u.waves,
+                u.max_in_flight,
+                f"{r['resources'] * r['days'] * PER_DAY:,}",
+                f"{u.items_read:,}",
+                units(u.rru),
+                f"{r['handler_ms']:.1f}",
+                f"{u.modelled_ms:.0f}",
+                f"{m.usd_per_million:.2f}",
+            ]
+        )
+    table(
+        [
+            "rpc",
+            "resources x window",
+            "answered",
+            "calls",
+            "rounds",
+            "waves",
+            "in flight",
+            "in window",
+            "read",
+            "RRU",
+            "handler ms",
+            "DynamoDB ms (modelled)",
+            "$/M calls",
+        ],
+        rows,
+    )
+    print(
+        f"each resource holds {PER_DAY} one-hour bookings a day, the window starts after {HISTORY_DAYS} days of them; "
+        f"goal: <= {ROUNDS_GOAL} rounds for 100 resources x 1 day. 'answered': resources (availability) or slots (find_slots, 100 per page). Prices: {PRICES}"
+    )
     return results
 
 

@@ -14,6 +14,7 @@
 
     python -m bench.busy_resource [--minutes 10000] [--seconds 3600] [--writers 8] [--per-writer 25]
 """
+
 import argparse
 import concurrent.futures
 import threading
@@ -63,8 +64,15 @@ def back_to_back(api, meter, resource_id: str, count: int, length_s: float, star
         usage = meter.take()
         (with_id if request_id else plain).append(usage)
         rounds.append(usage.rounds)
-    return {"count": count, "length_s": length_s, "failed": failed, "seconds": time.perf_counter() - began,
-            "plain": plain, "with_id": with_id, "rounds": rounds}
+    return {
+        "count": count,
+        "length_s": length_s,
+        "failed": failed,
+        "seconds": time.perf_counter() - began,
+        "plain": plain,
+        "with_id": with_id,
+        "rounds": rounds,
+    }
 
 
 def concurrent_writers(writers: int, per_writer: int) -> dict:
@@ -102,9 +110,17 @@ def concurrent_writers(writers: int, per_writer: int) -> dict:
     usages = [meter.take() for meter in meters]
     rounds, calls = sum(u.rounds for u in usages), sum(u.calls for u in usages)
     failed_writes = sum(u.failed for u in usages)
-    return {"writers": writers, "reserves": writers * per_writer, **outcome, "rounds": rounds, "calls": calls,
-            "refused_transactions": failed_writes, "seconds": seconds,
-            "rounds_per_success": rounds / max(1, outcome["made"]), "calls_per_success": calls / max(1, outcome["made"])}
+    return {
+        "writers": writers,
+        "reserves": writers * per_writer,
+        **outcome,
+        "rounds": rounds,
+        "calls": calls,
+        "refused_transactions": failed_writes,
+        "seconds": seconds,
+        "rounds_per_success": rounds / max(1, outcome["made"]),
+        "calls_per_success": calls / max(1, outcome["made"]),
+    }
 
 
 def run(minutes: int = 10_000, seconds: int = 3_600, writers: int = 8, per_writer: int = 25) -> dict:
@@ -113,40 +129,77 @@ def run(minutes: int = 10_000, seconds: int = 3_600, writers: int = 8, per_write
         define(api, "minutes", max_duration=HOUR_S)
         define(api, "seconds", max_duration=HOUR_S)
         with Meter(api.reservations.store.client, images=moto_images()) as meter:
-            runs = [back_to_back(api, meter, "minutes", minutes, MINUTE_S, BASE),
-                    back_to_back(api, meter, "seconds", seconds, 1.0, BASE)]
+            runs = [
+                back_to_back(api, meter, "minutes", minutes, MINUTE_S, BASE),
+                back_to_back(api, meter, "seconds", seconds, 1.0, BASE),
+            ]
         concurrent = concurrent_writers(writers, per_writer)
     rows = []
     for result in runs:
-        for label, usages, goal in (("no request id", result["plain"], WRU_GOAL),
-                                    ("request id", result["with_id"], WRU_GOAL_REQUEST_ID)):
+        for label, usages, goal in (
+            ("no request id", result["plain"], WRU_GOAL),
+            ("request id", result["with_id"], WRU_GOAL_REQUEST_ID),
+        ):
             total = [u.wru for u in usages]
             without_event = [u.wru - u.kind_wru("event") for u in usages]
             over = [(n, u) for n, (u, w) in enumerate(zip(usages, without_event)) if w > goal]
-            why = sorted({kind for _, u in over for kind in u.wru_by_kind
-                          if kind not in ("reservation", "booking", "guard", "event", "request")})
-            rows.append([f"{result['count']:,} x {units(result['length_s'])} s", label, len(usages),
-                         result["failed"] if label == "no request id" else "",
-                         _series(without_event), _series(total), len(over), ", ".join(why) or "-",
-                         max(u.rounds for u in usages) if usages else "-",
-                         sum(u.rounds > 2 for u in usages),
-                         f"{result['count'] / result['seconds']:.0f}" if label == "no request id" else ""])
+            why = sorted(
+                {
+                    kind
+                    for _, u in over
+                    for kind in u.wru_by_kind
+                    if kind not in ("reservation", "booking", "guard", "event", "request")
+                }
+            )
+            rows.append(
+                [
+                    f"{result['count']:,} x {units(result['length_s'])} s",
+                    label,
+                    len(usages),
+                    result["failed"] if label == "no request id" else "",
+                    _series(without_event),
+                    _series(total),
+                    len(over),
+                    ", ".join(why) or "-",
+                    max(u.rounds for u in usages) if usages else "-",
+                    sum(u.rounds > 2 for u in usages),
+                    f"{result['count'] / result['seconds']:.0f}" if label == "no request id" else "",
+                ]
+            )
     print("(b) one writer, back to back, resource defined with max_duration 1 h (1-hour guard slots)")
-    table(["run", "reserves", "made", "failed", "WRU w/o event: first / median / max", "WRU with event",
-           "over goal", "over because of", "max rounds", "> 2 rounds", "reserves/s (moto)"], rows)
-    print(f"goal: WRU <= {WRU_GOAL} per reserve, <= {WRU_GOAL_REQUEST_ID} with a request id, first to last. WRU: "
-          "table + index entries; 'with event' adds the change event's item and its index entries. 'over because "
-          "of': items written besides the reservation, booking, guard, request id and event (user / tenant: the "
-          "longest-reservation record of a user's or the tenant's first, or longest yet, reservation). Rounds: 2 "
-          "while the slot's guard lists its bookings (up to 8), 3 once it is dense (the bookings around the "
-          "window are then read after the guard); the first reserve of a resource in a fresh process also reads "
-          "again once it learns the resource's shape.")
+    table(
+        [
+            "run",
+            "reserves",
+            "made",
+            "failed",
+            "WRU w/o event: first / median / max",
+            "WRU with event",
+            "over goal",
+            "over because of",
+            "max rounds",
+            "> 2 rounds",
+            "reserves/s (moto)",
+        ],
+        rows,
+    )
+    print(
+        f"goal: WRU <= {WRU_GOAL} per reserve, <= {WRU_GOAL_REQUEST_ID} with a request id, first to last. WRU: "
+        "table + index entries; 'with event' adds the change event's item and its index entries. 'over because "
+        "of': items written besides the reservation, booking, guard, request id and event (user / tenant: the "
+        "longest-reservation record of a user's or the tenant's first, or longest yet, reservation). Rounds: 2 "
+        "while the slot's guard lists its bookings (up to 8), 3 once it is dense (the bookings around the "
+        "window are then read after the guard); the first reserve of a resource in a fresh process also reads "
+        "again once it learns the resource's shape."
+    )
     c = concurrent
-    print(f"(c) {c['writers']} concurrent writers, disjoint hours of one resource (moto in process, one call at a "
-          f"time): {c['made']} of {c['reserves']} made, {c['aborted']} aborted, {c['other_failures']} other "
-          f"failures; {c['rounds_per_success']:.2f} rounds and {c['calls_per_success']:.2f} calls per success "
-          f"(goal <= {ROUNDS_GOAL} rounds), {c['refused_transactions']} transactions refused and retried; "
-          f"{c['made'] / c['seconds']:.0f} reserves/s on moto")
+    print(
+        f"(c) {c['writers']} concurrent writers, disjoint hours of one resource (moto in process, one call at a "
+        f"time): {c['made']} of {c['reserves']} made, {c['aborted']} aborted, {c['other_failures']} other "
+        f"failures; {c['rounds_per_success']:.2f} rounds and {c['calls_per_success']:.2f} calls per success "
+        f"(goal <= {ROUNDS_GOAL} rounds), {c['refused_transactions']} transactions refused and retried; "
+        f"{c['made'] / c['seconds']:.0f} reserves/s on moto"
+    )
     return {"runs": runs, "concurrent": concurrent}
 
 

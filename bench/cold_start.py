@@ -7,6 +7,7 @@ expects one order, cannot serve them), so no network is involved.
 
     python -m bench.cold_start [--runs 9]
 """
+
 import argparse
 import os
 import pathlib
@@ -44,8 +45,14 @@ assert answer["statusCode"] == 200, answer
 
 
 def _seconds(code: str) -> float:
-    environment = {**os.environ, "RESERVATION_TABLE": "t", "AWS_DEFAULT_REGION": "us-east-1",
-                   "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "PYTHONDONTWRITEBYTECODE": "1"}
+    environment = {
+        **os.environ,
+        "RESERVATION_TABLE": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     began = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, check=True)
     return time.perf_counter() - began
@@ -62,16 +69,25 @@ def run(runs: int = 9) -> dict:
         floor.append(_seconds(FLOOR))
         imported.append(_seconds(IMPORT_APP))
         first.append(_seconds(FIRST_RESERVE))
-    result = {"floor_ms": statistics.median(floor) * 1000, "import_app_ms": statistics.median(imported) * 1000,
-              "first_reserve_ms": statistics.median(first) * 1000}
+    result = {
+        "floor_ms": statistics.median(floor) * 1000,
+        "import_app_ms": statistics.median(imported) * 1000,
+        "first_reserve_ms": statistics.median(first) * 1000,
+    }
     result["ratio"] = result["first_reserve_ms"] / result["floor_ms"]
     print(f"cold start, median of {runs} fresh processes each (interleaved):")
-    print(f"  floor: import botocore, create the DynamoDB client, import protobuf + chalicelib.gen  "
-          f"{result['floor_ms']:.0f} ms")
-    print(f"  import app (the Lambda entry point) alone                                            "
-          f"{result['import_app_ms']:.0f} ms")
-    print(f"  import app + serve the first reserve (API Gateway event in, response out)            "
-          f"{result['first_reserve_ms']:.0f} ms")
+    print(
+        f"  floor: import botocore, create the DynamoDB client, import protobuf + chalicelib.gen  "
+        f"{result['floor_ms']:.0f} ms"
+    )
+    print(
+        f"  import app (the Lambda entry point) alone                                            "
+        f"{result['import_app_ms']:.0f} ms"
+    )
+    print(
+        f"  import app + serve the first reserve (API Gateway event in, response out)            "
+        f"{result['first_reserve_ms']:.0f} ms"
+    )
     print(f"  ratio first reserve / floor {result['ratio']:.2f} (goal <= {GOAL})")
     return result
 

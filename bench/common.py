@@ -3,6 +3,7 @@
 
 Nothing here is a figure: each bench module says what it runs and prints what it measured.
 """
+
 import contextlib
 import statistics
 import threading
@@ -20,15 +21,28 @@ MINUTE_S, HOUR_S, DAY_S = 60, 3600, 86400
 def reservation(resource_id: str, user_id: str, start_s: float, end_s: float, **fields) -> pb.Reservation:
     """A Reservation message with start/end in (possibly fractional) seconds since the epoch."""
     start_ns, end_ns = round(start_s * SECOND_NS), round(end_s * SECOND_NS)
-    return pb.Reservation(user_id=user_id, resource_id=resource_id,
-                          start={"seconds": start_ns // SECOND_NS, "nanos": start_ns % SECOND_NS},
-                          end={"seconds": end_ns // SECOND_NS, "nanos": end_ns % SECOND_NS}, **fields)
+    return pb.Reservation(
+        user_id=user_id,
+        resource_id=resource_id,
+        start={"seconds": start_ns // SECOND_NS, "nanos": start_ns % SECOND_NS},
+        end={"seconds": end_ns // SECOND_NS, "nanos": end_ns % SECOND_NS},
+        **fields,
+    )
 
 
-def reserve(api, resource_id: str, user_id: str, start_s: float, end_s: float, request_id: str = "",
-            hold_s: float = None, **fields) -> pb.Reservation:
-    request = pb.ReserveRequest(reservation=reservation(resource_id, user_id, start_s, end_s, **fields),
-                                request_id=request_id)
+def reserve(
+    api,
+    resource_id: str,
+    user_id: str,
+    start_s: float,
+    end_s: float,
+    request_id: str = "",
+    hold_s: float | None = None,
+    **fields,
+) -> pb.Reservation:
+    request = pb.ReserveRequest(
+        reservation=reservation(resource_id, user_id, start_s, end_s, **fields), request_id=request_id
+    )
     if hold_s is not None:
         request.hold_for.seconds = int(hold_s)
     return api.reserve(request, CONTEXT).reservation
@@ -157,26 +171,56 @@ def load_into_moto(table_name: str, items: list, region: str = "us-east-1") -> N
 
 def define(api, resource_id: str, **fields) -> pb.Resource:
     """define_resource; durations given in seconds (max_duration=3600, step=900, ...)."""
-    durations = {name: {"seconds": int(value), "nanos": round((value - int(value)) * SECOND_NS)}
-                 for name, value in fields.items()
-                 if name in ("min_duration", "max_duration", "step", "buffer_before", "buffer_after", "min_notice",
-                             "max_advance", "hold_for")}
+    durations = {
+        name: {"seconds": int(value), "nanos": round((value - int(value)) * SECOND_NS)}
+        for name, value in fields.items()
+        if name
+        in (
+            "min_duration",
+            "max_duration",
+            "step",
+            "buffer_before",
+            "buffer_after",
+            "min_notice",
+            "max_advance",
+            "hold_for",
+        )
+    }
     other = {name: value for name, value in fields.items() if name not in durations}
-    return api.define_resource(pb.DefineResourceRequest(resource=pb.Resource(id=resource_id, **durations, **other)),
-                               CONTEXT).resource
+    return api.define_resource(
+        pb.DefineResourceRequest(resource=pb.Resource(id=resource_id, **durations, **other)), CONTEXT
+    ).resource
 
 
-def bookings(resource_id: str, count: int, start_s: float, length_s: float, users: int = 1, pooled: bool = False,
-             user_prefix: str = "user") -> list:
+def bookings(
+    resource_id: str,
+    count: int,
+    start_s: float,
+    length_s: float,
+    users: int = 1,
+    pooled: bool = False,
+    user_prefix: str = "user",
+) -> list:
     """`count` back-to-back Booking values (model, for harness.bulk.items_of), ids made up."""
     import uuid
 
     from chalicelib.model import Booking, Reservation, Status
 
     start_ns, length_ns = round(start_s * SECOND_NS), round(length_s * SECOND_NS)
-    return [Booking(Reservation(str(uuid.uuid4()), f"{user_prefix}{n % users}", resource_id, Status.CONFIRMED,
-                                start_ns + n * length_ns, start_ns + (n + 1) * length_ns), pooled=pooled)
-            for n in range(count)]
+    return [
+        Booking(
+            Reservation(
+                str(uuid.uuid4()),
+                f"{user_prefix}{n % users}",
+                resource_id,
+                Status.CONFIRMED,
+                start_ns + n * length_ns,
+                start_ns + (n + 1) * length_ns,
+            ),
+            pooled=pooled,
+        )
+        for n in range(count)
+    ]
 
 
 # ---- DynamoDB answers recorded on moto, replayed without it ------------------------------------------
@@ -209,8 +253,11 @@ class Recording:
     def _stash(self, params, model, context, **_):
         context["recording"] = self._key(model.name, params)
         if model.name == "Query":
-            shape = {name: value for name, value in params.items()
-                     if name not in ("ExpressionAttributeValues", "ExclusiveStartKey")}
+            shape = {
+                name: value
+                for name, value in params.items()
+                if name not in ("ExpressionAttributeValues", "ExclusiveStartKey")
+            }
             context["recording_shape"] = self._key(model.name, shape)
 
     def _record(self, parsed, model, context, **_):

@@ -19,6 +19,7 @@ the bookings around the window after the guard.
 
     python -m bench.density [--densities 0 8 10 100 1000 5000]
 """
+
 import argparse
 import math
 
@@ -70,8 +71,11 @@ def run(densities=DENSITIES) -> list:
                 resource_id = f"dense-{number}-{density}"
                 if shape["rules"]:
                     define(api, resource_id, **shape["rules"])
-                stored_shape = layout.shape_for(Resource(resource_id, max_duration_ns=HOUR_S * 10**9)) \
-                    if shape["rules"] else layout.Shape()
+                stored_shape = (
+                    layout.shape_for(Resource(resource_id, max_duration_ns=HOUR_S * 10**9))
+                    if shape["rules"]
+                    else layout.Shape()
+                )
                 length = _booking_length(shape, density)
                 items += bulk.items_of(bookings(resource_id, density, BASE, length, users=10), stored_shape)
                 free = BASE + math.ceil(density * length / MINUTE_S) * MINUTE_S  # the first free minute after them
@@ -90,8 +94,16 @@ def run(densities=DENSITIES) -> list:
                 cancelled = measure(meter, lambda i=made_id: api.cancel(pb.CancelRequest(id=i), CONTEXT))
                 slot = (free * 10**9) // (SHAPES[shape_name]["slot_s"] * 10**9)
                 guard = client.get_item(TableName=TABLE, Key=layout.guard_key("default", resource_id, slot))["Item"]
-                results.append({"shape": shape_name, "density": density, "booking_s": length,
-                                "guard_bytes": item_size(guard), "reserve": reserved, "cancel": cancelled})
+                results.append(
+                    {
+                        "shape": shape_name,
+                        "density": density,
+                        "booking_s": length,
+                        "guard_bytes": item_size(guard),
+                        "reserve": reserved,
+                        "cancel": cancelled,
+                    }
+                )
     _print(results)
     return results
 
@@ -104,15 +116,49 @@ def _print(results: list) -> None:
             shape_of = row["shape"]
         r, c = row["reserve"], row["cancel"]
         largest = max(r.usage.largest_item_written, c.usage.largest_item_written)
-        rows.append([f"{row['density']:,}", f"{row['booking_s']:g} s", f"{row['guard_bytes']:.0f}",
-                     f"{largest / 1024:.2f}", r.usage.items_read, r.usage.rounds, units(r.usage.rru),
-                     units(r.usage.wru), units(r.usage.kind_wru("guard")), f"{r.usd_per_million:.2f}",
-                     c.usage.rounds, units(c.usage.rru), units(c.usage.wru), units(c.usage.kind_wru("guard")),
-                     f"{c.usd_per_million:.2f}"])
-    table(["bookings in the slot", "each", "guard item B", "largest item KB", "reserve: read", "rounds", "RRU",
-           "WRU", "of which guard", "$/M", "cancel: rounds", "RRU", "WRU", "of which guard", "$/M"], rows)
-    print("WRU include the index writes and the change event; 'largest item' is the largest item the reserve "
-          "or the cancel wrote (before or after).")
+        rows.append(
+            [
+                f"{row['density']:,}",
+                f"{row['booking_s']:g} s",
+                f"{row['guard_bytes']:.0f}",
+                f"{largest / 1024:.2f}",
+                r.usage.items_read,
+                r.usage.rounds,
+                units(r.usage.rru),
+                units(r.usage.wru),
+                units(r.usage.kind_wru("guard")),
+                f"{r.usd_per_million:.2f}",
+                c.usage.rounds,
+                units(c.usage.rru),
+                units(c.usage.wru),
+                units(c.usage.kind_wru("guard")),
+                f"{c.usd_per_million:.2f}",
+            ]
+        )
+    table(
+        [
+            "bookings in the slot",
+            "each",
+            "guard item B",
+            "largest item KB",
+            "reserve: read",
+            "rounds",
+            "RRU",
+            "WRU",
+            "of which guard",
+            "$/M",
+            "cancel: rounds",
+            "RRU",
+            "WRU",
+            "of which guard",
+            "$/M",
+        ],
+        rows,
+    )
+    print(
+        "WRU include the index writes and the change event; 'largest item' is the largest item the reserve "
+        "or the cancel wrote (before or after)."
+    )
 
 
 def main() -> None:

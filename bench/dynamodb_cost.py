@@ -23,6 +23,7 @@ Cost per million calls: harness.meter.PRICES.
 
     python -m bench.dynamodb_cost
 """
+
 import uuid
 
 from chalicelib import layout
@@ -56,14 +57,16 @@ LOT_STARTS = (12, 11, 11, 11, 12, 11, 11, 11)
 
 
 def _populate(client, api, around: int = 300, lot_hours: int = 24) -> None:
-    busy = bookings("busy", around, HOLE - around * HOUR_S, HOUR_S, users=20) + \
-        bookings("busy", around, HOLE + 15 * DAY_S, HOUR_S, users=20)
+    busy = bookings("busy", around, HOLE - around * HOUR_S, HOUR_S, users=20) + bookings(
+        "busy", around, HOLE + 15 * DAY_S, HOUR_S, users=20
+    )
     items = bulk.items_of(busy)
     for resource_id in ("busy-1h", "other-1h"):
         define(api, resource_id, max_duration=HOUR_S)
         shape = layout.shape_for(Resource(resource_id, max_duration_ns=HOUR_S * 10**9))
-        near = bookings(resource_id, around, BASE - around * HOUR_S / 2, HOUR_S / 2, users=20) + \
-            bookings(resource_id, around, BASE + DAY_S, HOUR_S / 2, users=20)
+        near = bookings(resource_id, around, BASE - around * HOUR_S / 2, HOUR_S / 2, users=20) + bookings(
+            resource_id, around, BASE + DAY_S, HOUR_S / 2, users=20
+        )
         items += bulk.items_of(near, shape)
     define(api, "lot", capacity=LOT_CAPACITY, step=900)
     lot = []
@@ -86,8 +89,17 @@ def _scenarios(api, around: int) -> list:
     def reserving(key, resource_id, start, end, **options):
         def call():
             request_id = str(uuid.uuid4()) if options.get("request_id") else ""
-            made[key] = reserve(api, resource_id, "alice", start, end, request_id=request_id,
-                                hold_s=options.get("hold_s"), units=options.get("units", 0)).id
+            made[key] = reserve(
+                api,
+                resource_id,
+                "alice",
+                start,
+                end,
+                request_id=request_id,
+                hold_s=options.get("hold_s"),
+                units=options.get("units", 0),
+            ).id
+
         return call
 
     def cancelling(key):
@@ -98,62 +110,128 @@ def _scenarios(api, around: int) -> list:
 
     exclusive_1h = [
         ("reserve 1 h", reserving("r", "busy-1h", BASE, BASE + HOUR_S)),
-        ("reserve 1 h + request id", reserving("q", "busy-1h", BASE + 2 * HOUR_S, BASE + 3 * HOUR_S, request_id=True),
-         cancelling("q")),
-        ("reserve 1 h hold (hold_for 10 min)", reserving("h", "busy-1h", BASE + 4 * HOUR_S, BASE + 5 * HOUR_S,
-                                                         hold_s=600)),
+        (
+            "reserve 1 h + request id",
+            reserving("q", "busy-1h", BASE + 2 * HOUR_S, BASE + 3 * HOUR_S, request_id=True),
+            cancelling("q"),
+        ),
+        (
+            "reserve 1 h hold (hold_for 10 min)",
+            reserving("h", "busy-1h", BASE + 4 * HOUR_S, BASE + 5 * HOUR_S, hold_s=600),
+        ),
         ("confirm the hold", lambda: api.confirm(pb.ConfirmRequest(id=made["h"]), CONTEXT), cancelling("h")),
         ("update note", lambda: api.update(pb.UpdateRequest(id=made["r"], note="projector"), CONTEXT)),
         ("get", lambda: api.get(pb.GetRequest(id=made["r"]), CONTEXT)),
-        ("reschedule, same resource", lambda: api.reschedule(pb.RescheduleRequest(
-            id=made["r"], start=timestamp(BASE + 6 * HOUR_S), end=timestamp(BASE + 7 * HOUR_S)), CONTEXT)),
-        ("reschedule, other resource", lambda: api.reschedule(pb.RescheduleRequest(
-            id=made["r"], start=timestamp(BASE + 6 * HOUR_S), end=timestamp(BASE + 7 * HOUR_S),
-            resource_id="other-1h"), CONTEXT)),
+        (
+            "reschedule, same resource",
+            lambda: api.reschedule(
+                pb.RescheduleRequest(
+                    id=made["r"], start=timestamp(BASE + 6 * HOUR_S), end=timestamp(BASE + 7 * HOUR_S)
+                ),
+                CONTEXT,
+            ),
+        ),
+        (
+            "reschedule, other resource",
+            lambda: api.reschedule(
+                pb.RescheduleRequest(
+                    id=made["r"],
+                    start=timestamp(BASE + 6 * HOUR_S),
+                    end=timestamp(BASE + 7 * HOUR_S),
+                    resource_id="other-1h",
+                ),
+                CONTEXT,
+            ),
+        ),
         ("cancel", cancelling("r")),
     ]
-    rows = [(f"busy-1h: defined, max_duration 1 h (1-hour guard slots, listing their bookings), {2 * around} "
-             "bookings around", *row) for row in exclusive_1h]
+    rows = [
+        (
+            f"busy-1h: defined, max_duration 1 h (1-hour guard slots, listing their bookings), {2 * around} "
+            "bookings around",
+            *row,
+        )
+        for row in exclusive_1h
+    ]
     undefined = [
         ("reserve 1 h", reserving("u", "busy", HOLE, HOLE + HOUR_S)),
-        ("reserve 1 h + request id", reserving("v", "busy", HOLE + 2 * HOUR_S, HOLE + 3 * HOUR_S, request_id=True),
-         cancelling("v")),
+        (
+            "reserve 1 h + request id",
+            reserving("v", "busy", HOLE + 2 * HOUR_S, HOLE + 3 * HOUR_S, request_id=True),
+            cancelling("v"),
+        ),
         ("reserve 1 day", reserving("d", "busy", HOLE + DAY_S, HOLE + 2 * DAY_S), cancelling("d")),
         ("reserve 14 days", reserving("f", "busy", HOLE + 12 * HOUR_S, HOLE + 12 * HOUR_S + 14 * DAY_S)),
         ("cancel (1 h)", cancelling("u")),
         ("cancel (14 days)", cancelling("f")),
     ]
-    rows += [("busy: undefined (5-day guard slots, dense: 48 bookings in the slot of the window), "
-              f"{2 * around} bookings around", *row) for row in undefined]
+    rows += [
+        (
+            "busy: undefined (5-day guard slots, dense: 48 bookings in the slot of the window), "
+            f"{2 * around} bookings around",
+            *row,
+        )
+        for row in undefined
+    ]
     pool = [
         ("reserve 2 h, 1 space", reserving("p", "lot", BASE + 10 * HOUR_S, BASE + 12 * HOUR_S)),
         ("cancel", cancelling("p")),
     ]
     rows += [(f"lot: pool of {LOT_CAPACITY} spaces, 15-min step, 90% full", *row) for row in pool]
     reads = [
-        ("filter: resource, page of 10", lambda: api.filter(pb.FilterRequest(query=pb.QueryRequest(
-            resource_id="busy-1h", start=timestamp(BASE - 10 * HOUR_S), page_size=10)), CONTEXT)),
-        ("filter: user, page of 10", lambda: api.filter(pb.FilterRequest(query=pb.QueryRequest(
-            user_id="user3", start=timestamp(BASE - 20 * HOUR_S), page_size=10)), CONTEXT)),
-        ("availability: 1 resource x 1 day", lambda: api.availability(pb.AvailabilityRequest(
-            **window("busy-1h", BASE - DAY_S, BASE)), CONTEXT)),
-        ("find_slots: 1 resource x 1 day, 30 min, 10", lambda: api.find_slots(pb.FindSlotsRequest(
-            **window("busy-1h", BASE - DAY_S / 2, BASE + DAY_S / 2), duration={"seconds": 1800}, limit=10), CONTEXT)),
-        ("changes: resource, page of 10", lambda: api.changes(pb.ChangesRequest(resource_id="busy-1h", page_size=10),
-                                                              CONTEXT)),
+        (
+            "filter: resource, page of 10",
+            lambda: api.filter(
+                pb.FilterRequest(
+                    query=pb.QueryRequest(resource_id="busy-1h", start=timestamp(BASE - 10 * HOUR_S), page_size=10)
+                ),
+                CONTEXT,
+            ),
+        ),
+        (
+            "filter: user, page of 10",
+            lambda: api.filter(
+                pb.FilterRequest(
+                    query=pb.QueryRequest(user_id="user3", start=timestamp(BASE - 20 * HOUR_S), page_size=10)
+                ),
+                CONTEXT,
+            ),
+        ),
+        (
+            "availability: 1 resource x 1 day",
+            lambda: api.availability(pb.AvailabilityRequest(**window("busy-1h", BASE - DAY_S, BASE)), CONTEXT),
+        ),
+        (
+            "find_slots: 1 resource x 1 day, 30 min, 10",
+            lambda: api.find_slots(
+                pb.FindSlotsRequest(
+                    **window("busy-1h", BASE - DAY_S / 2, BASE + DAY_S / 2), duration={"seconds": 1800}, limit=10
+                ),
+                CONTEXT,
+            ),
+        ),
+        (
+            "changes: resource, page of 10",
+            lambda: api.changes(pb.ChangesRequest(resource_id="busy-1h", page_size=10), CONTEXT),
+        ),
     ]
     rows += [("reads", *row) for row in reads]
+
     def defining_new():
         made["new"] = define(api, f"new-{uuid.uuid4().hex[:8]}", max_duration=HOUR_S).id
 
     resources = [
         ("define_resource (new)", defining_new),
-        ("define_resource (change rules)", lambda: define(api, "room-00", max_duration=HOUR_S,
-                                                          name=uuid.uuid4().hex[:8], labels={"floor": "1"})),
+        (
+            "define_resource (change rules)",
+            lambda: define(api, "room-00", max_duration=HOUR_S, name=uuid.uuid4().hex[:8], labels={"floor": "1"}),
+        ),
         ("get_resource", lambda: api.get_resource(pb.GetResourceRequest(id="room-00"), CONTEXT)),
         ("list_resources: page of 10", lambda: api.list_resources(pb.ListResourcesRequest(page_size=10), CONTEXT)),
-        ("delete_resource (the new one)", lambda: api.delete_resource(pb.DeleteResourceRequest(id=made["new"]),
-                                                                      CONTEXT)),
+        (
+            "delete_resource (the new one)",
+            lambda: api.delete_resource(pb.DeleteResourceRequest(id=made["new"]), CONTEXT),
+        ),
     ]
     rows += [("resources", *row) for row in resources]
     return [row if len(row) == 4 else (*row, None) for row in rows]
@@ -178,37 +256,76 @@ def run(around: int = 300, lot_hours: int = 24) -> dict:
                     cleanup()
     _print(rows)
     return {name: _row(measured) for (_, name), measured in rows.items()} | {
-        f"{section}: {name}": _row(measured) for (section, name), measured in rows.items()}
+        f"{section}: {name}": _row(measured) for (section, name), measured in rows.items()
+    }
 
 
 def _row(measured) -> dict:
     usage = measured.usage
-    return {"calls": usage.calls, "rounds": usage.rounds, "items_read": usage.items_read,
-            "items_written": usage.items_written, "rru": usage.rru, "wru": usage.wru, "wru_table": usage.wru_table,
-            "wru_index": usage.wru_index, "index_writes": usage.index_writes, "event_wru": usage.kind_wru("event"),
-            "handler_ms": measured.handler_ms, "usd_per_million": measured.usd_per_million}
+    return {
+        "calls": usage.calls,
+        "rounds": usage.rounds,
+        "items_read": usage.items_read,
+        "items_written": usage.items_written,
+        "rru": usage.rru,
+        "wru": usage.wru,
+        "wru_table": usage.wru_table,
+        "wru_index": usage.wru_index,
+        "index_writes": usage.index_writes,
+        "event_wru": usage.kind_wru("event"),
+        "handler_ms": measured.handler_ms,
+        "usd_per_million": measured.usd_per_million,
+    }
 
 
 def _print(rows: dict) -> None:
     section_of = None
     lines = []
-    headers = ["rpc", "calls", "rounds", "read", "written", "RRU", "WRU table", "WRU index (writes)", "WRU",
-               "event WRU", "handler ms", "$/M calls"]
+    headers = [
+        "rpc",
+        "calls",
+        "rounds",
+        "read",
+        "written",
+        "RRU",
+        "WRU table",
+        "WRU index (writes)",
+        "WRU",
+        "event WRU",
+        "handler ms",
+        "$/M calls",
+    ]
     for (section, name), measured in rows.items():
         if section != section_of:
             lines.append(f"-- {section}")
             section_of = section
         usage = measured.usage
-        lines.append([name, usage.calls, usage.rounds, usage.items_read, usage.items_written, units(usage.rru),
-                      units(usage.wru_table), f"{units(usage.wru_index)} ({usage.index_writes})", units(usage.wru),
-                      units(usage.kind_wru("event")), f"{measured.handler_ms:.1f}", f"{measured.usd_per_million:.2f}"])
+        lines.append(
+            [
+                name,
+                usage.calls,
+                usage.rounds,
+                usage.items_read,
+                usage.items_written,
+                units(usage.rru),
+                units(usage.wru_table),
+                f"{units(usage.wru_index)} ({usage.index_writes})",
+                units(usage.wru),
+                units(usage.kind_wru("event")),
+                f"{measured.handler_ms:.1f}",
+                f"{measured.usd_per_million:.2f}",
+            ]
+        )
     table(headers, lines)
     print(f"prices: {PRICES}")
     changes = [(name, m.usage) for (_, name), m in rows.items() if m.usage.kind_wru("event")]
     per_change = sorted({u.kind_wru("event") for _, u in changes})
-    print("the change event's own cost per change (its item x2 in the transaction + its index entries): "
-          + ", ".join(f"{units(w)} WRU ({', '.join(n for n, u in changes if u.kind_wru('event') == w)})"
-                      for w in per_change))
+    print(
+        "the change event's own cost per change (its item x2 in the transaction + its index entries): "
+        + ", ".join(
+            f"{units(w)} WRU ({', '.join(n for n, u in changes if u.kind_wru('event') == w)})" for w in per_change
+        )
+    )
 
 
 if __name__ == "__main__":

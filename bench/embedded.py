@@ -10,6 +10,7 @@ back-to-back hours per resource. The timed reserves have the same shape on both 
 resources, one hour after the other) and alternate between them call by call, so that only
 the size of the table differs, not the load of the machine.
 """
+
 import argparse
 import concurrent.futures
 import datetime
@@ -26,7 +27,7 @@ from rsvp.client import ReservationClient
 
 CLIENTS = 8
 HOUR = datetime.timedelta(hours=1)
-EPOCH = datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc)
+EPOCH = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
 LOAD_EPOCH_NS = 1_900_000_000 * 10**9
 PER_LOADED_RESOURCE = 100
 
@@ -164,22 +165,38 @@ def run(loaded: int = 100_000, reserves: int = 10_000, samples: int = 200) -> di
         server.stop()
         if fresh is not None:
             fresh.stop()
-    result = {"empty": empty, "loaded": full, "rss_start_mib": rss_start, "rss_after_reserves_mib": rss_after,
-              "rss_growth_mib": rss_after - rss_start, "rss_loaded_mib": rss_loaded, "reserves": reserves,
-              "items_written": items_after - items_start,
-              "reserves_per_second": per_second, "load_seconds": load_s, "stop_seconds": stop_s,
-              "reserve_ratio": full["reserve_ms"] / empty["reserve_ms"], "get_ratio": full["get_ms"] / empty["get_ms"]}
+    result = {
+        "empty": empty,
+        "loaded": full,
+        "rss_start_mib": rss_start,
+        "rss_after_reserves_mib": rss_after,
+        "rss_growth_mib": rss_after - rss_start,
+        "rss_loaded_mib": rss_loaded,
+        "reserves": reserves,
+        "items_written": items_after - items_start,
+        "reserves_per_second": per_second,
+        "load_seconds": load_s,
+        "stop_seconds": stop_s,
+        "reserve_ratio": full["reserve_ms"] / empty["reserve_ms"],
+        "get_ratio": full["get_ms"] / empty["get_ms"],
+    }
     print(f"{'table':>22} | {'reserve p50 ms':>14} | {'get p50 ms':>10}")
     print(f"{'empty':>22} | {empty['reserve_ms']:>14.1f} | {empty['get_ms']:>10.1f}")
     print(f"{f'{loaded:,} loaded':>22} | {full['reserve_ms']:>14.1f} | {full['get_ms']:>10.1f}")
-    print(f"ratio loaded / empty: reserve {result['reserve_ratio']:.2f}, get {result['get_ratio']:.2f} (goal <= 1.5); "
-          f"loading took {load_s:.0f} s")
-    print(f"RSS (server + embedded DynamoDB): {rss_start:.0f} MiB at start, {rss_after:.0f} MiB after {reserves:,} "
-          f"reserves (+{result['rss_growth_mib']:.0f} MiB, goal <= 150; {per_second:.0f} reserves/s by {CLIENTS} "
-          f"clients), {rss_loaded:.0f} MiB with {loaded:,} more loaded")
+    print(
+        f"ratio loaded / empty: reserve {result['reserve_ratio']:.2f}, get {result['get_ratio']:.2f} (goal <= 1.5); "
+        f"loading took {load_s:.0f} s"
+    )
+    print(
+        f"RSS (server + embedded DynamoDB): {rss_start:.0f} MiB at start, {rss_after:.0f} MiB after {reserves:,} "
+        f"reserves (+{result['rss_growth_mib']:.0f} MiB, goal <= 150; {per_second:.0f} reserves/s by {CLIENTS} "
+        f"clients), {rss_loaded:.0f} MiB with {loaded:,} more loaded"
+    )
     added = result["items_written"]
-    print(f"the {reserves:,} reserves left {added:,} more items in the table (reservation, booking, change event, request id, "
-          f"guards, user records): {result['rss_growth_mib'] * 1024 / max(1, added):.1f} KiB of RSS per item held")
+    print(
+        f"the {reserves:,} reserves left {added:,} more items in the table (reservation, booking, change event, request id, "
+        f"guards, user records): {result['rss_growth_mib'] * 1024 / max(1, added):.1f} KiB of RSS per item held"
+    )
     print(f"stopped (SIGTERM) with everything loaded: exited in {stop_s:.2f} s (goal <= 5)")
     return result
 

@@ -12,6 +12,7 @@ cursor, which answers at once on Lambda when events are there).
 
     python -m bench.handler_overhead [--calls 2000]
 """
+
 import argparse
 import base64
 import json
@@ -51,13 +52,23 @@ def event(method: str, request, streaming: bool = False) -> dict:
         body = struct.pack(">BI", 0, len(body)) + body
     content_type = "application/connect+proto" if streaming else "application/proto"
     return {
-        "resource": PATH + "{method}", "path": PATH + method, "httpMethod": "POST",
-        "headers": {"content-type": content_type}, "multiValueHeaders": {},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": {"method": method}, "stageVariables": None,
-        "requestContext": {"resourcePath": PATH + "{method}", "httpMethod": "POST", "stage": "api",
-                           "identity": {"sourceIp": "10.0.0.1"}},
-        "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
+        "resource": PATH + "{method}",
+        "path": PATH + method,
+        "httpMethod": "POST",
+        "headers": {"content-type": content_type},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"method": method},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": PATH + "{method}",
+            "httpMethod": "POST",
+            "stage": "api",
+            "identity": {"sourceIp": "10.0.0.1"},
+        },
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
     }
 
 
@@ -69,7 +80,7 @@ def _failure(answer: dict, streaming: bool) -> str:
         body = base64.b64decode(answer["body"]) if answer.get("isBase64Encoded") else answer["body"].encode()
         while body:
             flags, length = struct.unpack(">BI", body[:5])
-            chunk, body = body[5:5 + length], body[5 + length:]
+            chunk, body = body[5 : 5 + length], body[5 + length :]
             if flags & 0x02 and "error" in json.loads(chunk or b"{}"):
                 return chunk.decode()
     return ""
@@ -83,15 +94,20 @@ def _populate(api) -> dict:
     items = []
     for resource_id in ("room", "room-b"):
         define(api, resource_id, max_duration=HOUR_S, labels={"site": "hq"})
-        items += bulk.items_of(bookings(resource_id, 24, BASE - DAY_S, HOUR_S / 2, users=5) +
-                               bookings(resource_id, 24, BASE + DAY_S, HOUR_S / 2, users=5), shape)
+        items += bulk.items_of(
+            bookings(resource_id, 24, BASE - DAY_S, HOUR_S / 2, users=5)
+            + bookings(resource_id, 24, BASE + DAY_S, HOUR_S / 2, users=5),
+            shape,
+        )
     load_into_moto(TABLE, items)
     define(api, "lot", capacity=10, step=900)
     reserve(api, "room-b", "user1", BASE + 12 * HOUR_S, BASE + 13 * HOUR_S)  # hints of both rooms and the lot cached
-    made = {"r": reserve(api, "room", "user1", BASE, BASE + HOUR_S).id,
-            "h": reserve(api, "room", "user1", BASE + 2 * HOUR_S, BASE + 3 * HOUR_S, hold_s=3600).id,
-            "p": reserve(api, "lot", "user1", BASE, BASE + 2 * HOUR_S).id,
-            "gone": define(api, "gone", max_duration=HOUR_S).id}
+    made = {
+        "r": reserve(api, "room", "user1", BASE, BASE + HOUR_S).id,
+        "h": reserve(api, "room", "user1", BASE + 2 * HOUR_S, BASE + 3 * HOUR_S, hold_s=3600).id,
+        "p": reserve(api, "lot", "user1", BASE, BASE + 2 * HOUR_S).id,
+        "gone": define(api, "gone", max_duration=HOUR_S).id,
+    }
     made["cursor"] = api.changes(pb.ChangesRequest(resource_id="room", page_size=1), CONTEXT).cursor
     return made
 
@@ -101,41 +117,81 @@ def calls(made: dict) -> dict:
     window = dict(start=timestamp(BASE - DAY_S), end=timestamp(BASE))
 
     def reservation(resource_id, start, end, **extra):
-        return pb.Reservation(user_id="user1", resource_id=resource_id, start=timestamp(start), end=timestamp(end),
-                              **extra)
+        return pb.Reservation(
+            user_id="user1", resource_id=resource_id, start=timestamp(start), end=timestamp(end), **extra
+        )
 
     return {
-        "reserve": ("reserve", pb.ReserveRequest(reservation=reservation("room", BASE + 4 * HOUR_S,
-                                                                         BASE + 5 * HOUR_S)), False),
-        "reserve + request id": ("reserve", pb.ReserveRequest(
-            reservation=reservation("room", BASE + 6 * HOUR_S, BASE + 7 * HOUR_S), request_id="req-1"), False),
-        "reserve, hold": ("reserve", pb.ReserveRequest(reservation=reservation(
-            "room", BASE + 8 * HOUR_S, BASE + 9 * HOUR_S), hold_for={"seconds": 600}), False),
-        "reserve, pool": ("reserve", pb.ReserveRequest(reservation=reservation("lot", BASE + 4 * HOUR_S,
-                                                                               BASE + 6 * HOUR_S)), False),
+        "reserve": (
+            "reserve",
+            pb.ReserveRequest(reservation=reservation("room", BASE + 4 * HOUR_S, BASE + 5 * HOUR_S)),
+            False,
+        ),
+        "reserve + request id": (
+            "reserve",
+            pb.ReserveRequest(
+                reservation=reservation("room", BASE + 6 * HOUR_S, BASE + 7 * HOUR_S), request_id="req-1"
+            ),
+            False,
+        ),
+        "reserve, hold": (
+            "reserve",
+            pb.ReserveRequest(
+                reservation=reservation("room", BASE + 8 * HOUR_S, BASE + 9 * HOUR_S), hold_for={"seconds": 600}
+            ),
+            False,
+        ),
+        "reserve, pool": (
+            "reserve",
+            pb.ReserveRequest(reservation=reservation("lot", BASE + 4 * HOUR_S, BASE + 6 * HOUR_S)),
+            False,
+        ),
         "confirm": ("confirm", pb.ConfirmRequest(id=made["h"]), False),
         "update": ("update", pb.UpdateRequest(id=made["r"], note="moved"), False),
         "get": ("get", pb.GetRequest(id=made["r"]), False),
-        "reschedule": ("reschedule", pb.RescheduleRequest(id=made["r"], start=timestamp(BASE + 10 * HOUR_S),
-                                                          end=timestamp(BASE + 11 * HOUR_S)), False),
-        "reschedule, other resource": ("reschedule", pb.RescheduleRequest(
-            id=made["r"], start=timestamp(BASE + 10 * HOUR_S), end=timestamp(BASE + 11 * HOUR_S),
-            resource_id="room-b"), False),
+        "reschedule": (
+            "reschedule",
+            pb.RescheduleRequest(id=made["r"], start=timestamp(BASE + 10 * HOUR_S), end=timestamp(BASE + 11 * HOUR_S)),
+            False,
+        ),
+        "reschedule, other resource": (
+            "reschedule",
+            pb.RescheduleRequest(
+                id=made["r"],
+                start=timestamp(BASE + 10 * HOUR_S),
+                end=timestamp(BASE + 11 * HOUR_S),
+                resource_id="room-b",
+            ),
+            False,
+        ),
         "cancel": ("cancel", pb.CancelRequest(id=made["p"]), False),
-        "Query (stream, 10)": ("Query", pb.QueryRequest(resource_id="room", start=window["start"], page_size=10),
-                               True),
-        "filter (10)": ("filter", pb.FilterRequest(query=pb.QueryRequest(resource_id="room", start=window["start"],
-                                                                         page_size=10)), False),
-        "filter by user (10)": ("filter", pb.FilterRequest(query=pb.QueryRequest(user_id="user1", page_size=10)),
-                                False),
-        "define_resource": ("define_resource", pb.DefineResourceRequest(resource=pb.Resource(
-            id="room", name="changed", max_duration={"seconds": HOUR_S}, labels={"site": "hq"})), False),
+        "Query (stream, 10)": ("Query", pb.QueryRequest(resource_id="room", start=window["start"], page_size=10), True),
+        "filter (10)": (
+            "filter",
+            pb.FilterRequest(query=pb.QueryRequest(resource_id="room", start=window["start"], page_size=10)),
+            False,
+        ),
+        "filter by user (10)": (
+            "filter",
+            pb.FilterRequest(query=pb.QueryRequest(user_id="user1", page_size=10)),
+            False,
+        ),
+        "define_resource": (
+            "define_resource",
+            pb.DefineResourceRequest(
+                resource=pb.Resource(id="room", name="changed", max_duration={"seconds": HOUR_S}, labels={"site": "hq"})
+            ),
+            False,
+        ),
         "get_resource": ("get_resource", pb.GetResourceRequest(id="room"), False),
         "list_resources": ("list_resources", pb.ListResourcesRequest(), False),
         "delete_resource": ("delete_resource", pb.DeleteResourceRequest(id=made["gone"]), False),
         "availability (1 x 1 day)": ("availability", pb.AvailabilityRequest(resource_ids=["room"], **window), False),
-        "find_slots (1 x 1 day)": ("find_slots", pb.FindSlotsRequest(resource_ids=["room"], **window,
-                                                                     duration={"seconds": 1800}), False),
+        "find_slots (1 x 1 day)": (
+            "find_slots",
+            pb.FindSlotsRequest(resource_ids=["room"], **window, duration={"seconds": 1800}),
+            False,
+        ),
         "changes (page of 10)": ("changes", pb.ChangesRequest(resource_id="room", page_size=10), False),
         "listen (from a cursor)": ("listen", pb.ListenRequest(resource_id="room", after=made["cursor"]), True),
     }
@@ -162,13 +218,16 @@ def run(count: int = 2000) -> dict:
                 cpu = time.process_time() - cpu
                 problem = _failure(app.app(proxy, None), streaming)
                 assert not problem, (name, problem)
-            results[name] = (p(samples, 0.5) * 1000, p(samples, 0.99) * 1000, cpu / len(samples) * 1000,
-                             len(samples))
-    table(["rpc", "p50 ms", "p99 ms", "CPU ms per call", "calls"],
-          [[name, f"{p50:.3f}", f"{p99:.3f}", f"{cpu:.3f}", n] for name, (p50, p99, cpu, n) in results.items()])
-    print(f"goal: p50 <= {GOAL_MS} ms. DynamoDB answers replayed (botocore builds and validates every request). "
-          "CPU ms per call: the process's CPU time (every thread) over the timed calls divided by their number, "
-          "steadier than wall time on this machine's 2 shared cores")
+            results[name] = (p(samples, 0.5) * 1000, p(samples, 0.99) * 1000, cpu / len(samples) * 1000, len(samples))
+    table(
+        ["rpc", "p50 ms", "p99 ms", "CPU ms per call", "calls"],
+        [[name, f"{p50:.3f}", f"{p99:.3f}", f"{cpu:.3f}", n] for name, (p50, p99, cpu, n) in results.items()],
+    )
+    print(
+        f"goal: p50 <= {GOAL_MS} ms. DynamoDB answers replayed (botocore builds and validates every request). "
+        "CPU ms per call: the process's CPU time (every thread) over the timed calls divided by their number, "
+        "steadier than wall time on this machine's 2 shared cores"
+    )
     return results
 
 

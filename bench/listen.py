@@ -15,6 +15,7 @@ last event it got, `--missed` more are made; every event must arrive once, in or
 
     python -m bench.listen [--reserves 50] [--missed 20]
 """
+
 import argparse
 import datetime
 import http.client
@@ -38,16 +39,18 @@ from rsvp.client import ReservationClient
 from .common import p, table
 
 GOAL_S = 1.0
-EPOCH = datetime.datetime(2029, 1, 1, tzinfo=datetime.timezone.utc)
+EPOCH = datetime.datetime(2029, 1, 1, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
 
 
 class GrpcListener:
     def __init__(self, target: str, resource_id: str, after: str = ""):
         self.channel = grpc.insecure_channel(target)
-        listen = self.channel.unary_stream(f"/{SERVICE_NAME}/listen",
-                                           request_serializer=pb.ListenRequest.SerializeToString,
-                                           response_deserializer=pb.ChangeEvent.FromString)
+        listen = self.channel.unary_stream(
+            f"/{SERVICE_NAME}/listen",
+            request_serializer=pb.ListenRequest.SerializeToString,
+            response_deserializer=pb.ChangeEvent.FromString,
+        )
         self.call = listen(pb.ListenRequest(resource_id=resource_id, after=after))
         self.events = queue.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -72,9 +75,12 @@ class ConnectListener:
         parts = urllib.parse.urlsplit(url)
         self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
         body = pb.ListenRequest(resource_id=resource_id, after=after).SerializeToString()
-        self.connection.request("POST", f"/{SERVICE_NAME}/listen", body=struct.pack(">BI", 0, len(body)) + body,
-                                headers={"Content-Type": "application/connect+proto",
-                                         "Connect-Protocol-Version": "1"})
+        self.connection.request(
+            "POST",
+            f"/{SERVICE_NAME}/listen",
+            body=struct.pack(">BI", 0, len(body)) + body,
+            headers={"Content-Type": "application/connect+proto", "Connect-Protocol-Version": "1"},
+        )
         self.response = self.connection.getresponse()
         assert self.response.status == 200, self.response.status
         self.events = queue.Queue()
@@ -94,14 +100,14 @@ class ConnectListener:
                     flags, length = struct.unpack(">BI", buffer[:5])
                     if len(buffer) < 5 + length:
                         break
-                    message, buffer = buffer[5:5 + length], buffer[5 + length:]
+                    message, buffer = buffer[5 : 5 + length], buffer[5 + length :]
                     if flags & 0x02:
                         end = json.loads(message or b"{}")
                         if "error" in end:
                             raise RuntimeError(f"listen ended with {end['error']}")
                         return
                     self.events.put((time.perf_counter(), pb.ChangeEvent.FromString(message)))
-        except Exception:  # noqa: BLE001 - close() pulls the connection from under the read
+        except Exception:
             if not self.closed:
                 raise
 
@@ -126,8 +132,10 @@ def _wait_for(listener, reservation_id: str, timeout: float = 10.0):
 def latency(server: LocalServer, reserves: int) -> dict:
     client = ReservationClient(server.url)
     resource_id = f"feed-{uuid.uuid4().hex[:8]}"
-    listeners = {"gRPC": GrpcListener(server.grpc_target, resource_id),
-                 "Connect": ConnectListener(server.url, resource_id)}
+    listeners = {
+        "gRPC": GrpcListener(server.grpc_target, resource_id),
+        "Connect": ConnectListener(server.url, resource_id),
+    }
     try:
         time.sleep(0.5)  # both streams open and polling
         warm = client.reserve(resource_id, "watcher", EPOCH - HOUR, EPOCH)
@@ -156,8 +164,11 @@ def resume(server: LocalServer, kind: str, missed: int) -> dict:
     """Disconnect, miss `missed` reserves, reconnect from the last cursor, then `missed` more."""
     client = ReservationClient(server.url)
     resource_id = f"resume-{kind.lower()}-{uuid.uuid4().hex[:8]}"
-    make = (lambda after="": GrpcListener(server.grpc_target, resource_id, after)) if kind == "gRPC" else \
-        (lambda after="": ConnectListener(server.url, resource_id, after))
+    make = (
+        (lambda after="": GrpcListener(server.grpc_target, resource_id, after))
+        if kind == "gRPC"
+        else (lambda after="": ConnectListener(server.url, resource_id, after))
+    )
     listener = make()
     time.sleep(0.5)
     first = client.reserve(resource_id, "watcher", EPOCH - HOUR, EPOCH)
@@ -186,9 +197,14 @@ def resume(server: LocalServer, kind: str, missed: int) -> dict:
             got.append(listener.events.get()[1].reservation.id)
     finally:
         listener.close()
-    return {"kind": kind, "expected": len(expected), "received": len(got),
-            "missing": len(set(expected) - set(got)), "duplicates": len(got) - len(set(got)),
-            "in_order": got == expected[:len(got)]}
+    return {
+        "kind": kind,
+        "expected": len(expected),
+        "received": len(got),
+        "missing": len(set(expected) - set(got)),
+        "duplicates": len(got) - len(set(got)),
+        "in_order": got == expected[: len(got)],
+    }
 
 
 def run(reserves: int = 50, missed: int = 20, server: LocalServer = None) -> dict:
@@ -204,17 +220,29 @@ def run(reserves: int = 50, missed: int = 20, server: LocalServer = None) -> dic
     rows = []
     for name in measured["from_sent"]:
         sent, answer = measured["from_sent"][name], measured["from_answer"][name]
-        rows.append([name, len(sent), f"{statistics.median(sent) * 1000:.0f}", f"{p(sent, 0.99) * 1000:.0f}",
-                     f"{max(sent) * 1000:.0f}", f"{statistics.median(answer) * 1000:.0f}",
-                     f"{p(answer, 0.99) * 1000:.0f}"])
+        rows.append(
+            [
+                name,
+                len(sent),
+                f"{statistics.median(sent) * 1000:.0f}",
+                f"{p(sent, 0.99) * 1000:.0f}",
+                f"{max(sent) * 1000:.0f}",
+                f"{statistics.median(answer) * 1000:.0f}",
+                f"{p(answer, 0.99) * 1000:.0f}",
+            ]
+        )
     print("listen on make serve (change events handed out 200 ms after their time, listen polls every 100 ms):")
-    table(["client", "events", "reserve sent -> event: p50 ms", "p99 ms", "max ms", "answer -> event: p50 ms",
-           "p99 ms"], rows)
+    table(
+        ["client", "events", "reserve sent -> event: p50 ms", "p99 ms", "max ms", "answer -> event: p50 ms", "p99 ms"],
+        rows,
+    )
     print(f"goal: p99 < {GOAL_S * 1000:.0f} ms")
     for r in resumed:
-        print(f"resume over {r['kind']}: disconnected, {missed} reserves missed, reconnected from the last cursor, "
-              f"{missed} more: {r['received']} of {r['expected']} events received, {r['missing']} missing, "
-              f"{r['duplicates']} duplicated, {'in order' if r['in_order'] else 'OUT OF ORDER'}")
+        print(
+            f"resume over {r['kind']}: disconnected, {missed} reserves missed, reconnected from the last cursor, "
+            f"{missed} more: {r['received']} of {r['expected']} events received, {r['missing']} missing, "
+            f"{r['duplicates']} duplicated, {'in order' if r['in_order'] else 'OUT OF ORDER'}"
+        )
     return {"latency": measured, "resume": resumed}
 
 

@@ -19,6 +19,7 @@ real and can hold the rate below what the modelled latencies allow.
 
     python -m bench.modelled_throughput [--writers 1 2 4 5 6 8] [--shared 8 16] [--seconds 3]
 """
+
 import argparse
 import threading
 import time
@@ -87,37 +88,86 @@ def _run(writers: int, seconds: float, shared_hours: bool, preloaded: int = 2000
     counts = store.counts
     pk, wcu = store.busiest(began)
     index_pk, index_wcu = store.busiest(began, "index")
-    return {"writers": writers, "shared_hours": shared_hours, **outcome, "per_second": outcome["made"] / elapsed,
-            "rounds_per_success": (counts["reads"] + counts["commits"]) / max(1, outcome["made"]),
-            "conflicts": counts["conflicts"], "stale": counts["stale"], "busiest_pk": pk, "busiest_wcu": wcu,
-            "busiest_index": index_pk, "busiest_index_wcu": index_wcu}
+    return {
+        "writers": writers,
+        "shared_hours": shared_hours,
+        **outcome,
+        "per_second": outcome["made"] / elapsed,
+        "rounds_per_success": (counts["reads"] + counts["commits"]) / max(1, outcome["made"]),
+        "conflicts": counts["conflicts"],
+        "stale": counts["stale"],
+        "busiest_pk": pk,
+        "busiest_wcu": wcu,
+        "busiest_index": index_pk,
+        "busiest_index_wcu": index_wcu,
+    }
 
 
 def run(writers=WRITERS, seconds: float = 3.0, shared=SHARED) -> list:
     results = [_run(n, seconds, shared_hours=False) for n in writers]
     results += [_run(n, seconds, shared_hours=True) for n in shared]
-    rows = [[r["writers"], "one hour" if r["shared_hours"] else "disjoint hours", f"{r['per_second']:.0f}",
-             f"{r['rounds_per_success']:.2f}", r["conflicts"], r["stale"], r["aborted"], r["failed"],
-             f"{r['busiest_wcu']:,}", r["busiest_pk"], f"{r['busiest_index_wcu']:,}", r["busiest_index"]]
-            for r in results]
-    table(["writers", "minutes taken in", "reserves/s", "rounds/success", "conflicts", "stale", "aborted",
-           "failed", "max pk WCU/s", "busiest pk", "max index WCU/s", "busiest index partition"], rows)
-    met = [r for r in results if r["per_second"] >= GOAL_PER_SECOND and r["busiest_wcu"] <= PARTITION_WCU_PER_SECOND
-           and max(r["busiest_index_wcu"], 0) <= PARTITION_WCU_PER_SECOND]
-    print(f"model: 5 ms per read round, 15 ms per transaction, per-item transaction conflicts; goal >= "
-          f"{GOAL_PER_SECOND} reserves/s on one resource with every partition key <= "
-          f"{PARTITION_WCU_PER_SECOND:,} WCU/s: met with "
-          + (", ".join(f"{r['writers']} writers" for r in met) if met else "no run") +
-          "; conflicts: transactions refused because another in flight touched an item; stale: refused because "
-          "a condition no longer held (a guard taken meanwhile)")
+    rows = [
+        [
+            r["writers"],
+            "one hour" if r["shared_hours"] else "disjoint hours",
+            f"{r['per_second']:.0f}",
+            f"{r['rounds_per_success']:.2f}",
+            r["conflicts"],
+            r["stale"],
+            r["aborted"],
+            r["failed"],
+            f"{r['busiest_wcu']:,}",
+            r["busiest_pk"],
+            f"{r['busiest_index_wcu']:,}",
+            r["busiest_index"],
+        ]
+        for r in results
+    ]
+    table(
+        [
+            "writers",
+            "minutes taken in",
+            "reserves/s",
+            "rounds/success",
+            "conflicts",
+            "stale",
+            "aborted",
+            "failed",
+            "max pk WCU/s",
+            "busiest pk",
+            "max index WCU/s",
+            "busiest index partition",
+        ],
+        rows,
+    )
+    met = [
+        r
+        for r in results
+        if r["per_second"] >= GOAL_PER_SECOND
+        and r["busiest_wcu"] <= PARTITION_WCU_PER_SECOND
+        and max(r["busiest_index_wcu"], 0) <= PARTITION_WCU_PER_SECOND
+    ]
+    print(
+        f"model: 5 ms per read round, 15 ms per transaction, per-item transaction conflicts; goal >= "
+        f"{GOAL_PER_SECOND} reserves/s on one resource with every partition key <= "
+        f"{PARTITION_WCU_PER_SECOND:,} WCU/s: met with "
+        + (", ".join(f"{r['writers']} writers" for r in met) if met else "no run")
+        + "; conflicts: transactions refused because another in flight touched an item; stale: refused because "
+        "a condition no longer held (a guard taken meanwhile)"
+    )
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writers", type=int, nargs="+", default=list(WRITERS))
-    parser.add_argument("--shared", type=int, nargs="*", default=list(SHARED),
-                        help="writer counts of the runs where every writer takes minutes of the same hours")
+    parser.add_argument(
+        "--shared",
+        type=int,
+        nargs="*",
+        default=list(SHARED),
+        help="writer counts of the runs where every writer takes minutes of the same hours",
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     options = parser.parse_args()
     run(tuple(options.writers), options.seconds, tuple(options.shared))

@@ -20,6 +20,7 @@ hotel        a room type of 40 rooms, 1-day step (a counter bucket spans 24 days
 
     python -m bench.pools [--writers 8] [--per-writer 25]
 """
+
 import argparse
 import random
 import threading
@@ -71,9 +72,11 @@ def _fill_lot(api, hours: int = 14, starts: tuple = LOT_STARTS) -> None:
 
 def _stretch(booking, length_s: float):
     import dataclasses
+
     reservation = booking.reservation
-    return dataclasses.replace(booking, reservation=dataclasses.replace(
-        reservation, end_ns=reservation.start_ns + round(length_s * 10**9)))
+    return dataclasses.replace(
+        booking, reservation=dataclasses.replace(reservation, end_ns=reservation.start_ns + round(length_s * 10**9))
+    )
 
 
 def _fill_hotel(api, resource_id: str, chance: random.Random, attempts: int = 20 * SEASON_DAYS) -> int:
@@ -88,8 +91,14 @@ def _fill_hotel(api, resource_id: str, chance: random.Random, attempts: int = 20
         if all(nights_taken[day] < HOTEL_FILL for day in range(first, first + nights)):
             for day in range(first, first + nights):
                 nights_taken[day] += 1
-            stays.append(_stretch(bookings(resource_id, 1, BASE + first * DAY_S, 0, pooled=True,
-                                           user_prefix=f"guest{len(stays)}-")[0], nights * DAY_S))
+            stays.append(
+                _stretch(
+                    bookings(resource_id, 1, BASE + first * DAY_S, 0, pooled=True, user_prefix=f"guest{len(stays)}-")[
+                        0
+                    ],
+                    nights * DAY_S,
+                )
+            )
     load_into_moto(TABLE, bulk.items_of(stays, shape, capacity=HOTEL_CAPACITY))
     return len(stays)
 
@@ -145,13 +154,25 @@ def _writers(writers: int, per_writer: int, seed: int = 14) -> dict:
             lost += 1
     violations = checker.check(api.reservations.store.client, TABLE)
     attempts = sum(outcome.values())
-    return {**outcome, "writers": writers, "attempts": attempts, "lost": lost, "violations": violations,
-            "rounds_per_success": sum(u.rounds for u in usages) / max(1, outcome["made"]),
-            "rounds_per_call": sum(u.rounds for u in usages) / max(1, attempts)}
+    return {
+        **outcome,
+        "writers": writers,
+        "attempts": attempts,
+        "lost": lost,
+        "violations": violations,
+        "rounds_per_success": sum(u.rounds for u in usages) / max(1, outcome["made"]),
+        "rounds_per_call": sum(u.rounds for u in usages) / max(1, attempts),
+    }
 
 
-def run(writers: int = 8, per_writer: int = 25, nights=range(1, 15), lot_hours: int = 14,
-        hotel_attempts: int = 20 * SEASON_DAYS, lot_starts: tuple = LOT_STARTS) -> dict:
+def run(
+    writers: int = 8,
+    per_writer: int = 25,
+    nights=range(1, 15),
+    lot_hours: int = 14,
+    hotel_attempts: int = 20 * SEASON_DAYS,
+    lot_starts: tuple = LOT_STARTS,
+) -> dict:
     """Other nights, lot_hours, hotel_attempts and lot_starts only for the tests' tiny run."""
     chance = random.Random(2026)
     with moto_table():
@@ -160,18 +181,23 @@ def run(writers: int = 8, per_writer: int = 25, nights=range(1, 15), lot_hours: 
         stays = _fill_hotel(api, "doubles-full", chance, hotel_attempts)
         define(api, "doubles-empty", capacity=HOTEL_CAPACITY, step=DAY_S)
         with Meter(api.reservations.store.client, images=moto_images()) as meter:
-            lot = {"inside one bucket (BASE + 2 h)": _warm_measured(api, meter, LOT, BASE + 2 * HOUR_S, BASE + 4 * HOUR_S),
-                   "across two buckets (BASE + 5 h)": _warm_measured(api, meter, LOT, BASE + 5 * HOUR_S,
-                                                                      BASE + 7 * HOUR_S)}
+            lot = {
+                "inside one bucket (BASE + 2 h)": _warm_measured(api, meter, LOT, BASE + 2 * HOUR_S, BASE + 4 * HOUR_S),
+                "across two buckets (BASE + 5 h)": _warm_measured(
+                    api, meter, LOT, BASE + 5 * HOUR_S, BASE + 7 * HOUR_S
+                ),
+            }
             hotel = {}
             first_day = 48  # stays of up to 8 nights stay inside one 24-day bucket, longer ones cross into the next
             for resource_id in ("doubles-empty", "doubles-full"):  # the longest first: records raised once
-                _warm_measured(api, meter, resource_id, BASE + first_day * DAY_S,
-                               BASE + (first_day + max(nights)) * DAY_S)
+                _warm_measured(
+                    api, meter, resource_id, BASE + first_day * DAY_S, BASE + (first_day + max(nights)) * DAY_S
+                )
             for count in nights:
                 for resource_id in ("doubles-empty", "doubles-full"):
                     hotel[(count, resource_id)] = _warm_measured(
-                        api, meter, resource_id, BASE + first_day * DAY_S, BASE + (first_day + count) * DAY_S)
+                        api, meter, resource_id, BASE + first_day * DAY_S, BASE + (first_day + count) * DAY_S
+                    )
     with moto_table():  # a table of its own: the checker reads all of it
         concurrent = _writers(writers, per_writer)
     _print(lot, hotel, stays, concurrent, nights)
@@ -184,30 +210,69 @@ def _print(lot: dict, hotel: dict, stays: int, concurrent: dict, nights) -> None
     for name, (reserved, cancelled) in lot.items():
         for call, measured in (("reserve 2 h", reserved), ("cancel", cancelled)):
             u = measured.usage
-            rows.append([f"{call}, {name}", u.calls, u.rounds, units(u.rru), units(u.wru_table),
-                         f"{units(u.wru_index)} ({u.index_writes})", units(u.wru), u.wru_by_kind.get("bucket", 0),
-                         f"{measured.usd_per_million:.2f}"])
-    table(["call", "calls", "rounds", "RRU", "WRU table", "WRU index (writes)", "WRU", "of which buckets", "$/M"],
-          rows)
+            rows.append(
+                [
+                    f"{call}, {name}",
+                    u.calls,
+                    u.rounds,
+                    units(u.rru),
+                    units(u.wru_table),
+                    f"{units(u.wru_index)} ({u.index_writes})",
+                    units(u.wru),
+                    u.wru_by_kind.get("bucket", 0),
+                    f"{measured.usd_per_million:.2f}",
+                ]
+            )
+    table(["call", "calls", "rounds", "RRU", "WRU table", "WRU index (writes)", "WRU", "of which buckets", "$/M"], rows)
     print(f"goal: <= {ROUNDS_GOAL} rounds, <= {LOT_WRU_GOAL} WRU (index writes and the change event included)")
-    print(f"hotel room type: {HOTEL_CAPACITY} rooms, 1-day step; full season: {stays} stays of 1-14 nights, "
-          f"<= {HOTEL_FILL} of {HOTEL_CAPACITY} rooms taken each night of {SEASON_DAYS}")
+    print(
+        f"hotel room type: {HOTEL_CAPACITY} rooms, 1-day step; full season: {stays} stays of 1-14 nights, "
+        f"<= {HOTEL_FILL} of {HOTEL_CAPACITY} rooms taken each night of {SEASON_DAYS}"
+    )
     rows = []
     for count in nights:
         empty_r, _ = hotel[(count, "doubles-empty")]
         full_r, full_c = hotel[(count, "doubles-full")]
-        rows.append([count, empty_r.usage.rounds, units(empty_r.usage.rru), units(empty_r.usage.wru),
-                     full_r.usage.rounds, units(full_r.usage.rru), units(full_r.usage.wru),
-                     units(full_r.usage.kind_wru("bucket")), full_c.usage.rounds, units(full_c.usage.wru)])
-    table(["nights", "empty: rounds", "RRU", "WRU", "full season: rounds", "RRU", "WRU", "of which buckets",
-           "cancel: rounds", "WRU"], rows)
-    print("every stay starts on the same night, 8 nights before the end of a 24-day counter bucket: stays of up to "
-          "8 nights write 1 bucket, longer ones 2")
+        rows.append(
+            [
+                count,
+                empty_r.usage.rounds,
+                units(empty_r.usage.rru),
+                units(empty_r.usage.wru),
+                full_r.usage.rounds,
+                units(full_r.usage.rru),
+                units(full_r.usage.wru),
+                units(full_r.usage.kind_wru("bucket")),
+                full_c.usage.rounds,
+                units(full_c.usage.wru),
+            ]
+        )
+    table(
+        [
+            "nights",
+            "empty: rounds",
+            "RRU",
+            "WRU",
+            "full season: rounds",
+            "RRU",
+            "WRU",
+            "of which buckets",
+            "cancel: rounds",
+            "WRU",
+        ],
+        rows,
+    )
+    print(
+        "every stay starts on the same night, 8 nights before the end of a 24-day counter bucket: stays of up to "
+        "8 nights write 1 bucket, longer ones 2"
+    )
     c = concurrent
-    print(f"{c['writers']} writers on one pool of 100 (random 1-4 units, 1-8 h windows, one day): {c['attempts']} "
-          f"reserves, {c['made']} made, {c['full']} refused as full, {c['aborted']} aborted, {c['other']} other "
-          f"errors; checker: {len(c['violations'])} violations; acknowledged but lost: {c['lost']}; "
-          f"{c['rounds_per_success']:.2f} rounds per success ({c['rounds_per_call']:.2f} per call)")
+    print(
+        f"{c['writers']} writers on one pool of 100 (random 1-4 units, 1-8 h windows, one day): {c['attempts']} "
+        f"reserves, {c['made']} made, {c['full']} refused as full, {c['aborted']} aborted, {c['other']} other "
+        f"errors; checker: {len(c['violations'])} violations; acknowledged but lost: {c['lost']}; "
+        f"{c['rounds_per_success']:.2f} rounds per success ({c['rounds_per_call']:.2f} per call)"
+    )
     for violation in c["violations"][:5]:
         print(f"  {violation}")
 

@@ -10,6 +10,7 @@ request id; calls that still fail are counted. Issue 10's goal: 8 distinct resou
 
     python -m bench.throughput [--per-client 25]
 """
+
 import argparse
 import concurrent.futures
 import datetime
@@ -46,7 +47,7 @@ def _burst(url: str, per_client: int, hot: bool, hot_resource: str = "") -> tupl
     """(reservations made per second, calls failed) with CLIENTS threads of `per_client` disjoint reserves."""
     tag = uuid.uuid4().hex[:8]
     barrier = threading.Barrier(CLIENTS + 1)
-    epoch = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+    epoch = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 
     def client(number: int) -> int:
         resource = (hot_resource or f"hot-{tag}") if hot else f"room-{tag}-{number}"
@@ -87,18 +88,31 @@ def run(per_client: int = 25, server: LocalServer = None) -> dict:
         if own:
             server.stop()
     print(f"reserve throughput through make serve, {CLIENTS} clients x {per_client} reserves of disjoint hours:")
-    print(f"  8 distinct resources                      {distinct:5.0f}/s ({distinct_failed} failed)  "
-          f"(goal >= 5 x v1's 20-30/s, i.e. >= 100-150/s)")
-    print(f"  1 hot resource, undefined (5-day slots)   {hot:5.0f}/s ({hot_failed} failed)  "
-          f"ratio to distinct {hot / distinct:.2f}")
-    print(f"  1 hot resource, max_duration 1 h          {sized:5.0f}/s ({sized_failed} failed)  "
-          f"ratio to distinct {sized / distinct:.2f}")
+    print(
+        f"  8 distinct resources                      {distinct:5.0f}/s ({distinct_failed} failed)  "
+        f"(goal >= 5 x v1's 20-30/s, i.e. >= 100-150/s)"
+    )
+    print(
+        f"  1 hot resource, undefined (5-day slots)   {hot:5.0f}/s ({hot_failed} failed)  "
+        f"ratio to distinct {hot / distinct:.2f}"
+    )
+    print(
+        f"  1 hot resource, max_duration 1 h          {sized:5.0f}/s ({sized_failed} failed)  "
+        f"ratio to distinct {sized / distinct:.2f}"
+    )
     print("  (the embedded DynamoDB applies one call at a time, in its own process)")
-    print("  CPU per reserve during the distinct-resources run: "
-          + ", ".join(f"{name} {value:.1f} ms" for name, value in cpu_ms.items())
-          + f" ({os.cpu_count()} cores, shared)")
-    return {"distinct_per_second": distinct, "hot_per_second": hot, "sized_per_second": sized,
-            "failed": distinct_failed + hot_failed + sized_failed, "cpu_ms": cpu_ms}
+    print(
+        "  CPU per reserve during the distinct-resources run: "
+        + ", ".join(f"{name} {value:.1f} ms" for name, value in cpu_ms.items())
+        + f" ({os.cpu_count()} cores, shared)"
+    )
+    return {
+        "distinct_per_second": distinct,
+        "hot_per_second": hot,
+        "sized_per_second": sized,
+        "failed": distinct_failed + hot_failed + sized_failed,
+        "cpu_ms": cpu_ms,
+    }
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 Both check that the names .chalice/config.json gives the stage (table, bus, tenant map) are the
 ones the templates create for it: the IAM policies name them too.
 """
+
 import argparse
 import copy
 import json
@@ -82,23 +83,32 @@ def names(stage: str, config: dict | None = None) -> dict:
     values = parameters(stage, config)
     table = load(TABLE_TEMPLATE)["Resources"]["ReservationTable"]["Properties"]
     services = load(SERVICES_TEMPLATE)["Resources"]
-    return {"table": _sub(table["TableName"], values),
-            "bus": _sub(services["EventBus"]["Properties"]["Name"], values),
-            "secret": _sub(services["PageTokenSecret"]["Properties"]["Name"], values),
-            "tenant_map": _sub(services["TenantMapParameter"]["Properties"]["Name"], values)}
+    return {
+        "table": _sub(table["TableName"], values),
+        "bus": _sub(services["EventBus"]["Properties"]["Name"], values),
+        "secret": _sub(services["PageTokenSecret"]["Properties"]["Name"], values),
+        "tenant_map": _sub(services["TenantMapParameter"]["Properties"]["Name"], values),
+    }
 
 
 def check_names(stage: str, config: dict | None = None) -> None:
     """Fail unless the stage's environment names what the templates create."""
     environment = stage_config(stage, config)["environment_variables"]
     made = names(stage, config)
-    expected = {"RESERVATION_TABLE": made["table"], "EVENT_BUS_NAME": made["bus"],
-                "TENANT_MAP_PARAMETER": made["tenant_map"]}
-    wrong = {key: (environment[key], value) for key, value in expected.items()
-             if key in environment and environment[key] != value}
+    expected = {
+        "RESERVATION_TABLE": made["table"],
+        "EVENT_BUS_NAME": made["bus"],
+        "TENANT_MAP_PARAMETER": made["tenant_map"],
+    }
+    wrong = {
+        key: (environment[key], value)
+        for key, value in expected.items()
+        if key in environment and environment[key] != value
+    }
     if wrong:
-        raise SystemExit(f"stage {stage}: .chalice/config.json names differ from what infra/ creates "
-                         f"(config, infra): {wrong}")
+        raise SystemExit(
+            f"stage {stage}: .chalice/config.json names differ from what infra/ creates (config, infra): {wrong}"
+        )
 
 
 def function_names(stage: str, config: dict | None = None) -> dict:
@@ -119,10 +129,14 @@ def merge_template(stage: str, config: dict | None = None) -> dict:
     config = config if config is not None else load(CONFIG)
     check_names(stage, config)
     table, services = load(TABLE_TEMPLATE), load(SERVICES_TEMPLATE)
-    merged = {"AWSTemplateFormatVersion": "2010-09-09",
-              "Description": f"my-reservation, stage {stage}: the table, the bus, the page-token key, the tenant "
-                             "map and the functions (chalice package with infra/stage.py merge-template).",
-              "Parameters": {}, "Resources": {}, "Outputs": {}}
+    merged = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"my-reservation, stage {stage}: the table, the bus, the page-token key, the tenant "
+        "map and the functions (chalice package with infra/stage.py merge-template).",
+        "Parameters": {},
+        "Resources": {},
+        "Outputs": {},
+    }
     for template in (table, services):
         for section in ("Parameters", "Resources", "Outputs"):
             clash = set(merged[section]) & set(template.get(section, {}))
@@ -135,11 +149,13 @@ def merge_template(stage: str, config: dict | None = None) -> dict:
     environment = stage_config(stage, config)["environment_variables"]
     wired = {key: value for key, (value, _) in FROM_STACKS.items() if key in environment}
     for logical, function_name in function_names(stage, config).items():
-        merged["Resources"][logical] = {"Properties": {"FunctionName": function_name,
-                                                       "Environment": {"Variables": copy.deepcopy(wired)}}}
+        merged["Resources"][logical] = {
+            "Properties": {"FunctionName": function_name, "Environment": {"Variables": copy.deepcopy(wired)}}
+        }
     stream_function = "".join(part[:1].upper() + part[1:] for part in STREAM_FUNCTION.split("_"))
     merged["Resources"][stream_function]["Properties"]["Events"] = {
-        f"{stream_function}DynamodbEventSource": {"Properties": {"Stream": FROM_STACKS["RESERVATION_STREAM_ARN"][0]}}}
+        f"{stream_function}DynamodbEventSource": {"Properties": {"Stream": FROM_STACKS["RESERVATION_STREAM_ARN"][0]}}
+    }
     return merged
 
 
@@ -162,8 +178,9 @@ def configure(stage: str, cloudformation=None, config_path: pathlib.Path = CONFI
     environment = stage_config(stage, config)["environment_variables"]
     for key, (_, output) in FROM_STACKS.items():
         if key in environment and key not in DEPLOY_TIME and outputs[output] != environment[key]:
-            raise SystemExit(f"stack output {output} is {outputs[output]!r}, .chalice/config.json has "
-                             f"{environment[key]!r} for {key}")
+            raise SystemExit(
+                f"stack output {output} is {outputs[output]!r}, .chalice/config.json has {environment[key]!r} for {key}"
+            )
     written = {key: outputs[FROM_STACKS[key][1]] for key in DEPLOY_TIME}
     environment.update(written)
     config_path.write_text(json.dumps(config, indent=2) + "\n")

@@ -229,11 +229,16 @@ def _pool_counters(seen: Table, tenant: str, resource_id: str, shape, listed: li
     if definition is not None and definition.live:
         for (owner, rid, index), item in seen.buckets.items():
             bucket = layout.bucket_from(shape, index, item)
-            if (owner, rid) == (tenant, resource_id) and shape.bucket_span(index)[1] > seen.now_ns \
-                    and bucket.cap != definition.resource.capacity:
-                problems.append(f"capacity: resource {resource_id} (tenant {tenant}) has capacity "
-                                f"{definition.resource.capacity} but its bucket {index} counts against {bucket.cap} "
-                                "(a capacity change under way: define the resource again to finish it)")
+            if (
+                (owner, rid) == (tenant, resource_id)
+                and shape.bucket_span(index)[1] > seen.now_ns
+                and bucket.cap != definition.resource.capacity
+            ):
+                problems.append(
+                    f"capacity: resource {resource_id} (tenant {tenant}) has capacity "
+                    f"{definition.resource.capacity} but its bucket {index} counts against {bucket.cap} "
+                    "(a capacity change under way: define the resource again to finish it)"
+                )
     counted = collections.Counter()
     for booking in listed:
         for cell, _ in shape.cells(booking.padded_start_ns, booking.padded_end_ns):

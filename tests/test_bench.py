@@ -3,6 +3,7 @@
 Only the shape of what they print is checked, and the few figures that do not depend on this machine
 (calls, rounds, units); the benchmarks themselves are `make bench` (BENCHMARKS.md).
 """
+
 from bench import (
     availability,
     busy_resource,

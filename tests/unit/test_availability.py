@@ -237,7 +237,9 @@ class Oracle:
             edges = sorted(
                 {start, end} | {x for b in self.live for x in (b.padded_start_ns, b.padded_end_ns) if start < x < end}
             )
-            steps = [(a, b, 0 if any(live.overlaps(a, b) for live in self.live) else 1) for a, b in itertools.pairwise(edges)]
+            steps = [
+                (a, b, 0 if any(live.overlaps(a, b) for live in self.live) else 1) for a, b in itertools.pairwise(edges)
+            ]
         merged = []
         for a, b, free in steps:
             if merged and merged[-1][2] == free and merged[-1][1] == a:
