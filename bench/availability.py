@@ -2,15 +2,16 @@
 
 100 resources defined with max_duration 1 h (1-hour guard slots) and a label, each holding six
 one-hour bookings a day (08:00, 10:00, ... 18:00 UTC) for two weeks, bulk-loaded into moto in
-process; the windows start after the first week (a day: 6 bookings per resource; a week: 42). Each call names its resources by id (the last rows: by label, through the resources index)
+process; the windows start after the first week (a day: 6 bookings per resource; a week: 42).
+Each call names its resources by id (the last rows: by label, through the resources index)
 and is measured warm (made once before, unmetered) with the honest meter (harness.meter):
 calls, sequential rounds (calls overlapping in time count as one), waves (the calls on the critical
-path, given the 32 threads the store runs calls on: more than the rounds when a round holds more calls
+path, given the 100 threads the store runs calls on: more than the rounds when a round holds more calls
 than that, or a resource's read needs a second page; the order in which this machine's threads took
 the tasks can move it by one or two), the most calls in flight at once, the bookings the window
-holds and the items read, RRU, and $ per million calls. Handler time: the median of repeated calls with every DynamoDB answer replayed from a
-recording of the measured call (bench.common.Recording): the service's and botocore's own work, no
-DynamoDB wait.
+holds and the items read, RRU, and $ per million calls. Handler time: the median of repeated calls
+with every DynamoDB answer replayed from a recording of the measured call (bench.common.Recording):
+the service's and botocore's own work, no DynamoDB wait.
 find_slots asks for 1-hour slots, 100 per page. Goal: at most 2 sequential rounds for 100 resources x
 1 day, RRU proportional to what the window holds.
 

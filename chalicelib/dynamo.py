@@ -32,9 +32,39 @@ from .ports import (
 
 BATCH_GET_LIMIT = 100
 TRANSACTION_LIMIT = 100
-# Calls of one round run at once: one pool for them, one for calls they start themselves.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="dynamodb")
-_INNER = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="dynamodb-inner")
+# Calls of one round run at once: one pool for them, one for calls they start themselves; sized so
+# that availability's 100 resources (chalicelib.availability.MAX_RESOURCES) take one round, not four.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=100, thread_name_prefix="dynamodb")
+_INNER = concurrent.futures.ThreadPoolExecutor(max_workers=100, thread_name_prefix="dynamodb-inner")
+
+
+class _Reach:
+    """Sizes the next page of a newest-first read that must reach back to `floor_ns`: as many items
+    as the density read so far predicts for the rest of the way (DynamoDB bills the whole page, so a
+    fixed large page would read history the window does not hold), plus a few."""
+
+    MARGIN = 2
+    MAX_PAGE = 1000
+
+    def __init__(self, top_ns: int, floor_ns: int):
+        self.top_ns = top_ns
+        self.floor_ns = floor_ns
+        self.read = 0
+        self.newest_start_ns = self.oldest_start_ns = top_ns
+
+    def passed(self, start_ns: int) -> None:
+        self.read += 1
+        if self.read == 1:
+            self.newest_start_ns = start_ns
+        self.oldest_start_ns = min(self.oldest_start_ns, start_ns)
+
+    def next_page(self) -> int:
+        remaining = max(self.oldest_start_ns - self.floor_ns, 0)
+        if self.read >= 2 and self.newest_start_ns > self.oldest_start_ns:  # the gaps between the items read
+            expected = -(-(self.read - 1) * remaining // (self.newest_start_ns - self.oldest_start_ns))
+        else:
+            expected = -(-self.read * remaining // max(self.top_ns - self.oldest_start_ns, 1))
+        return min(expected + self.MARGIN, self.MAX_PAGE)
 
 
 class DynamoStore:
@@ -170,8 +200,10 @@ class DynamoStore:
             },
         }
         found = []
-        for item in self._items(self.client.query, arguments, later_limit=100):
+        reach = _Reach(end_ns + lookback_ns, start_ns)
+        for item in self._items(self.client.query, arguments, later_limit=reach.next_page):
             booking = layout.booking_from(item)
+            reach.passed(booking.reservation.start_ns)
             if booking.padded_end_ns <= start_ns:
                 break
             if booking.overlaps(start_ns, end_ns):
@@ -362,9 +394,10 @@ class DynamoStore:
                 if item is not None:
                     yield layout.tenant_of(entry["pk"]["S"]), layout.booking_from(item)
 
-    def _items(self, operation, arguments: dict, later_limit: int = 0):
+    def _items(self, operation, arguments: dict, later_limit=0):
         """Every item of a Query, read one page (round trip) at a time, as they are consumed; pages after
-        the first read `later_limit` items (a caller that reads on was selective)."""
+        the first read `later_limit` items (a caller that reads on was selective), or as many as
+        `later_limit()` says once the page before was consumed."""
         while True:
             answer = self._read(operation, arguments)
             yield from answer["Items"]
@@ -372,7 +405,7 @@ class DynamoStore:
                 return
             arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
             if later_limit:
-                arguments["Limit"] = later_limit
+                arguments["Limit"] = later_limit() if callable(later_limit) else later_limit
 
     @staticmethod
     def _read(operation, arguments: dict) -> dict:
@@ -732,7 +765,7 @@ def client_from_environment():
     from botocore.config import Config
 
     config = Config(
-        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64
+        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=200
     )
     return botocore.session.get_session().create_client("dynamodb", config=config)
 
