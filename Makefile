@@ -6,6 +6,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.in requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 8000
+# make test runs pytest on this many processes (pytest-xdist): the suite is CPU-bound, CI has 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: venv serve test bench protos clean
 
@@ -23,7 +25,7 @@ serve: venv
 	PORT=$(PORT) $(PYTHON) -m devserver.serve
 
 test: venv
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: venv
 	$(PYTHON) -m bench
