@@ -45,6 +45,8 @@ STREAM_PREFIX = f"/{SERVICE_NAME}/"
 class ChunkedBodyRequestHandler(ChaliceRequestHandler):
     """Chalice's local handler reads a body only by Content-Length."""
 
+    disable_nagle_algorithm = True  # an answer's headers and body are separate writes: no delayed-ACK wait
+
     def _parse_payload(self):
         if "chunked" not in self.headers.get("transfer-encoding", "").lower():
             return super()._parse_payload()

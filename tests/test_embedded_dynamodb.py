@@ -2,6 +2,7 @@
 copy only what they touch, Queries that read only their key range, stream records, and nothing kept alive."""
 
 import gc
+import http.client
 import random
 
 import boto3
@@ -309,3 +310,35 @@ def test_queries_answer_as_moto_does_over_the_whole_table(dynamodb, seed):
         if any(items for items, _, _ in patched):
             answered.add(where)
     assert answered == {"table", "by_user", "holds"}
+
+
+def test_the_server_keeps_a_connection_alive_across_dynamodb_calls():
+    """Each call on a new TCP connection (and a new thread in the server) cost `make serve` a third
+    of a reserve; the app's botocore client keeps its connections, so the server must too."""
+    from devserver.dynamodb import EmbeddedDynamoDB
+
+    server = EmbeddedDynamoDB().start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server.server_port, timeout=5)
+        ports = set()
+        for target, body in [("ListTables", b"{}"), ("DescribeTable", b'{"TableName": "none"}'), ("ListTables", b"{}")]:
+            connection.request(
+                "POST",
+                "/",
+                body=body,
+                headers={
+                    "X-Amz-Target": f"DynamoDB_20120810.{target}",
+                    "Content-Type": "application/x-amz-json-1.0",
+                    "Authorization": "AWS4-HMAC-SHA256 Credential=local/20261126/us-east-1/dynamodb/aws4_request, "
+                    "SignedHeaders=host, Signature=0",
+                },
+            )
+            answer = connection.getresponse()
+            assert answer.status == (200 if target == "ListTables" else 400), answer.read()
+            assert answer.getheader("Connection") != "close"
+            answer.read()
+            ports.add(connection.sock.getsockname()[1])
+        assert len(ports) == 1
+        connection.close()
+    finally:
+        server.stop()
