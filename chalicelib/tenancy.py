@@ -56,13 +56,13 @@ class TenantMap:
         self.client_factory = client_factory or _ssm_client
         self.lock = threading.Lock()
         self.loaded_at = -MAP_TTL_SECONDS
-        self.entries: dict = {}
+        self.entries: dict | None = None  # the last map read well (an empty one too)
 
     def tenant_of(self, principal: str) -> str | None:
         with self.lock:
             if time.monotonic() - self.loaded_at > MAP_TTL_SECONDS:
                 self._load()
-            entries = self.entries
+            entries = self.entries or {}
         if principal in entries:
             return entries[principal]
         for pattern, tenant in entries.items():
@@ -81,7 +81,7 @@ class TenantMap:
         except Exception:
             log.error("cannot read the tenant map %s", self.parameter, exc_info=True)
             self.loaded_at = time.monotonic() - MAP_TTL_SECONDS + MAP_RETRY_SECONDS  # not on every call
-            if not self.entries:
+            if self.entries is None:
                 raise ServiceError(Code.UNAVAILABLE, "tenants cannot be resolved right now; retry") from None
 
 

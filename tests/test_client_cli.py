@@ -926,3 +926,15 @@ def test_client_listen_streams_and_closes_with_a_cursor(local_server):
     resumed = client.listen(after=cursor, resource_id=resource)
     assert next(resumed).reservation.id == third.id  # nothing twice, nothing missed
     resumed.close()
+
+
+def test_python_dash_m_rsvp_is_the_rsvp_command():
+    helped = subprocess.run([sys.executable, "-m", "rsvp", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: rsvp")
+    failed = subprocess.run(
+        [sys.executable, "-m", "rsvp", "--url", "http://127.0.0.1:1", "get", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1 and "cannot reach http://127.0.0.1:1" in failed.stderr

@@ -130,3 +130,39 @@ def test_page_tokens_of_resource_lists_and_slot_searches_stay_in_their_tenant(wo
     _, slots_token = world.availability.find_slots("victim-co", ["a", "b"], {}, at(9), at(12), 1 * H, 1, 1, "")
     with raises_code(Code.INVALID_ARGUMENT, "different query"):
         world.availability.find_slots("attacker-co", ["a", "b"], {}, at(9), at(12), 1 * H, 1, 1, slots_token)
+
+
+class FlakyParameterStore:
+    """get_parameter answers the values given, in turn; an exception instance is raised."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def get_parameter(self, Name):
+        value = self.values.pop(0) if len(self.values) > 1 else self.values[0]
+        if isinstance(value, Exception):
+            raise value
+        return {"Parameter": {"Value": value}}
+
+
+@pytest.mark.parametrize("first", ['{"arn:aws:iam::1:user/a": "team-a"}', "{}"])
+def test_a_warm_instance_keeps_its_last_good_tenant_map_when_a_bad_one_is_put(monkeypatch, first):
+    from chalicelib import tenancy
+
+    clock = [1000.0]
+    monkeypatch.setattr(tenancy.time, "monotonic", lambda: clock[0])
+    store = FlakyParameterStore(first, "not json", RuntimeError("throttled"))
+    tenants = tenancy.TenantMap("/map", lambda: store)
+    expected = "team-a" if "team-a" in first else None
+    assert tenants.tenant_of("arn:aws:iam::1:user/a") == expected
+    for _ in range(2):
+        clock[0] += tenancy.MAP_TTL_SECONDS + 1
+        assert tenants.tenant_of("arn:aws:iam::1:user/a") == expected
+
+
+def test_a_cold_instance_without_a_readable_tenant_map_answers_unavailable():
+    from chalicelib import tenancy
+
+    tenants = tenancy.TenantMap("/map", lambda: FlakyParameterStore(RuntimeError("throttled")))
+    with raises_code(Code.UNAVAILABLE):
+        tenants.tenant_of("arn:aws:iam::1:user/a")

@@ -1,0 +1,7 @@
+"""`python -m rsvp`: the same as the `rsvp` command."""
+
+import sys
+
+from rsvp.cli import main
+
+sys.exit(main())
