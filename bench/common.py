@@ -9,7 +9,7 @@ import statistics
 import threading
 import time
 
-from chalicelib.api import CallContext
+from chalicelib.api import DURATION_FIELDS, CallContext
 from chalicelib.gen import reservation_pb2 as pb
 from harness.meter import Meter, Usage, usd_per_million
 
@@ -174,17 +174,7 @@ def define(api, resource_id: str, **fields) -> pb.Resource:
     durations = {
         name: {"seconds": int(value), "nanos": round((value - int(value)) * SECOND_NS)}
         for name, value in fields.items()
-        if name
-        in (
-            "min_duration",
-            "max_duration",
-            "step",
-            "buffer_before",
-            "buffer_after",
-            "min_notice",
-            "max_advance",
-            "hold_for",
-        )
+        if name in DURATION_FIELDS
     }
     other = {name: value for name, value in fields.items() if name not in durations}
     return api.define_resource(

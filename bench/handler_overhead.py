@@ -22,7 +22,7 @@ import time
 from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.runtime import default_api
 from harness import bulk
-from harness.lambda_events import PATH
+from harness.lambda_events import proxy_event
 from harness.moto import TABLE, moto_table
 
 from .common import (
@@ -43,33 +43,6 @@ from .common import (
 BASE = 1_900_800_000
 GOAL_MS = 1.0
 WRITES = ("reserve", "confirm", "update", "cancel", "reschedule", "define_resource", "delete_resource")
-
-
-def event(method: str, request, streaming: bool = False) -> dict:
-    """A REST API proxy event for a binary Connect call (a server stream: its envelope)."""
-    body = request.SerializeToString()
-    if streaming:
-        body = struct.pack(">BI", 0, len(body)) + body
-    content_type = "application/connect+proto" if streaming else "application/proto"
-    return {
-        "resource": PATH + "{method}",
-        "path": PATH + method,
-        "httpMethod": "POST",
-        "headers": {"content-type": content_type},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"method": method},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": PATH + "{method}",
-            "httpMethod": "POST",
-            "stage": "api",
-            "identity": {"sourceIp": "10.0.0.1"},
-        },
-        "body": base64.b64encode(body).decode(),
-        "isBase64Encoded": True,
-    }
 
 
 def _failure(answer: dict, streaming: bool) -> str:
@@ -206,7 +179,7 @@ def run(count: int = 2000) -> dict:
         made = _populate(api)
         recording = Recording(api.reservations.store.client)
         for name, (method, request, streaming) in calls(made).items():
-            proxy = event(method, request, streaming)
+            proxy = proxy_event(method, request, streaming)
             if method not in WRITES:
                 app.app(proxy, None)  # warm-up (the writes were warmed by _populate's calls)
             with recording.recording():

@@ -29,15 +29,9 @@ CURSOR_TRAILER = "cursor"
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range
 SERVICE = pb.DESCRIPTOR.services_by_name["ReservationService"]
 SERVICE_NAME = SERVICE.full_name
-DURATION_FIELDS = (
-    "min_duration",
-    "max_duration",
-    "step",
-    "buffer_before",
-    "buffer_after",
-    "min_notice",
-    "max_advance",
-    "hold_for",
+# the Resource rules given as google.protobuf.Duration, in the proto's order
+DURATION_FIELDS = tuple(
+    field.name for field in pb.Resource.DESCRIPTOR.fields if field.message_type is Duration.DESCRIPTOR
 )
 
 

@@ -27,6 +27,7 @@ import dataclasses
 from .model import (
     DAY_NS,
     DEFAULT_TENANT,
+    DURATION_RULES,
     HOUR_NS,
     MIN_NS,
     MINUTE_NS,
@@ -472,19 +473,7 @@ def bucket_from(shape: Shape, index: int, item: dict | None) -> Bucket:
 
 
 def _duration_fields(resource: Resource) -> dict:
-    return {
-        name: _n(getattr(resource, name))
-        for name in (
-            "min_duration_ns",
-            "max_duration_ns",
-            "step_ns",
-            "buffer_before_ns",
-            "buffer_after_ns",
-            "min_notice_ns",
-            "max_advance_ns",
-            "hold_for_ns",
-        )
-    }
+    return {name: _n(getattr(resource, name)) for name in DURATION_RULES}
 
 
 def resource_attributes(resource: Resource) -> dict:
@@ -529,7 +518,7 @@ def resource_from(item: dict) -> Resource:
         labels=labels,
         capacity=_int(item, "capacity", 1),
         time_zone=_str(item, "time_zone"),
-        **{name: _int(item, name) for name in _duration_fields(Resource("x"))},
+        **{name: _int(item, name) for name in DURATION_RULES},
     )
 
 

@@ -130,6 +130,10 @@ class Resource:
         return all(own.get(key) == value for key, value in selector.items())
 
 
+# the rules of a Resource that are lengths of time, in nanoseconds
+DURATION_RULES = tuple(field.name for field in dataclasses.fields(Resource) if field.name.endswith("_ns"))
+
+
 @dataclasses.dataclass(frozen=True)
 class ChangeEvent:
     """One change, stored in the same transaction as the change itself."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from . import paging, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
 from .layout import Shape, StoredResource, shape_for, start_key_bound
-from .model import DAY_NS, MAX_NS, ChangeEvent, ChangeKind, Resource
+from .model import DAY_NS, DURATION_RULES, MAX_NS, ChangeEvent, ChangeKind, Resource
 from .ports import BucketRecap, DefinitionWrite, OutcomeUnknown, StaleWrite, StorageUnavailable, Store, WritePlan
 from .query import page_size_of
 from .rules import LONGEST_NS
@@ -26,16 +26,6 @@ from .timegrid import check_step, zone_of
 MAX_LABELS = 32
 MAX_LABEL_KEY = 64
 MAX_LABEL_VALUE = 256
-DURATION_RULES = (
-    "min_duration_ns",
-    "max_duration_ns",
-    "step_ns",
-    "buffer_before_ns",
-    "buffer_after_ns",
-    "min_notice_ns",
-    "max_advance_ns",
-    "hold_for_ns",
-)
 WRITE_ATTEMPTS = 8
 log = logging.getLogger(__name__)
 

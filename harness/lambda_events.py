@@ -1,19 +1,24 @@
 """API Gateway proxy events and canned DynamoDB answers, to drive the Lambda entry point offline."""
 
 import base64
+import struct
 
 from chalicelib.gen import reservation_pb2 as pb
 
 PATH = "/" + pb.DESCRIPTOR.services_by_name["ReservationService"].full_name + "/"
 
 
-def proxy_event(method: str, request) -> dict:
-    """A REST API proxy event for a binary Connect call, as API Gateway sends it to Lambda."""
+def proxy_event(method: str, request, streaming: bool = False) -> dict:
+    """A REST API proxy event for a binary Connect call, as API Gateway sends it to Lambda (a server
+    stream's request in its envelope)."""
+    body = request.SerializeToString()
+    if streaming:
+        body = struct.pack(">BI", 0, len(body)) + body
     return {
         "resource": PATH + "{method}",
         "path": PATH + method,
         "httpMethod": "POST",
-        "headers": {"content-type": "application/proto"},
+        "headers": {"content-type": "application/connect+proto" if streaming else "application/proto"},
         "multiValueHeaders": {},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
@@ -25,7 +30,7 @@ def proxy_event(method: str, request) -> dict:
             "stage": "api",
             "identity": {"sourceIp": "10.0.0.1"},
         },
-        "body": base64.b64encode(request.SerializeToString()).decode(),
+        "body": base64.b64encode(body).decode(),
         "isBase64Encoded": True,
     }
 

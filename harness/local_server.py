@@ -9,14 +9,14 @@ from harness.moto import ROOT
 
 
 class LocalServer:
-    def __init__(self, *arguments: str, environment: dict | None = None):
+    def __init__(self, *arguments: str, environment: dict | None = None, stderr=subprocess.DEVNULL):
         import os
 
         self.process = subprocess.Popen(
             [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments],
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             text=True,
             env={**os.environ, **(environment or {})},
         )

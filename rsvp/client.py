@@ -112,15 +112,9 @@ def duration(length) -> Duration:
     return value
 
 
-RULE_DURATIONS = (
-    "min_duration",
-    "max_duration",
-    "step",
-    "buffer_before",
-    "buffer_after",
-    "min_notice",
-    "max_advance",
-    "hold_for",
+# the rules of a resource that are lengths of time (google.protobuf.Duration fields of Resource)
+RULE_DURATIONS = tuple(
+    field.name for field in pb.Resource.DESCRIPTOR.fields if field.message_type is Duration.DESCRIPTOR
 )
 
 

@@ -64,3 +64,43 @@ RESPONSE_TYPES = {
     "cancel": pb.CancelResponse,
     "get": pb.GetResponse,
 }
+
+
+def replay_feed(events: list, start: dict | None = None) -> tuple:
+    """The state `events` lead to from `start` ({"reservations": id -> Reservation, "resources": id ->
+    Resource}; default: nothing), and what did not fit: an event whose `before` is not the state it
+    changes (a doubled or missing one)."""
+    start = start or {"reservations": {}, "resources": {}}
+    reservations, resources = dict(start["reservations"]), dict(start["resources"])
+    problems = []
+    for event in events:
+        kind = pb.ChangeKind.Name(event.kind)
+        rid = event.reservation.id
+        if kind == "RESERVATION_CREATED":
+            if rid in reservations:
+                problems.append(f"{kind} of {rid}, which exists")
+            reservations[rid] = event.reservation
+        elif kind in (
+            "RESERVATION_CONFIRMED",
+            "RESERVATION_UPDATED",
+            "RESERVATION_RESCHEDULED",
+            "RESERVATION_CANCELLED",
+            "RESERVATION_EXPIRED",
+        ):
+            if reservations.get(rid) != event.before:
+                problems.append(f"{kind} of {rid}: its before is not the reservation as it was")
+            if kind in ("RESERVATION_CANCELLED", "RESERVATION_EXPIRED"):
+                reservations.pop(rid, None)
+            else:
+                if event.reservation == event.before:
+                    problems.append(f"{kind} of {rid} changes nothing")
+                reservations[rid] = event.reservation
+        elif kind == "RESOURCE_DEFINED":
+            resources[event.resource.id] = event.resource
+        elif kind == "RESOURCE_DELETED":
+            if event.resource.id not in resources:
+                problems.append(f"{kind} of {event.resource.id}, which is not defined")
+            resources.pop(event.resource.id, None)
+        else:
+            problems.append(f"event of kind {kind}")
+    return {"reservations": reservations, "resources": resources}, problems

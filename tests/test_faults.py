@@ -47,7 +47,7 @@ from harness import bulk
 from harness.moto import TABLE, moto_table
 from ops.checker import Table, check, scan_items
 from rsvp.client import _error_of
-from tests.helpers import reservation, stamp
+from tests.helpers import replay_feed, reservation, stamp
 from tests.hypothesis_profiles import SCALE
 
 RETRYABLE = {"unavailable", "aborted", "deadline_exceeded"}
@@ -272,44 +272,6 @@ class Bench:
 
     def cursors(self) -> dict:
         return {tenant: self.feed(tenant)[1] for tenant in TENANTS}
-
-
-def replay(events: list, start: dict) -> tuple:
-    """The state `events` lead to from `start` ({"reservations", "resources"}), and what did not fit:
-    an event whose `before` is not the state it changes (a doubled or missing one)."""
-    reservations, resources = dict(start["reservations"]), dict(start["resources"])
-    problems = []
-    for event in events:
-        kind = pb.ChangeKind.Name(event.kind)
-        rid = event.reservation.id
-        if kind == "RESERVATION_CREATED":
-            if rid in reservations:
-                problems.append(f"{kind} of {rid}, which exists")
-            reservations[rid] = event.reservation
-        elif kind in (
-            "RESERVATION_CONFIRMED",
-            "RESERVATION_UPDATED",
-            "RESERVATION_RESCHEDULED",
-            "RESERVATION_CANCELLED",
-            "RESERVATION_EXPIRED",
-        ):
-            if reservations.get(rid) != event.before:
-                problems.append(f"{kind} of {rid}: its before is not the reservation as it was")
-            if kind in ("RESERVATION_CANCELLED", "RESERVATION_EXPIRED"):
-                reservations.pop(rid, None)
-            else:
-                if event.reservation == event.before:
-                    problems.append(f"{kind} of {rid} changes nothing")
-                reservations[rid] = event.reservation
-        elif kind == "RESOURCE_DEFINED":
-            resources[event.resource.id] = event.resource
-        elif kind == "RESOURCE_DELETED":
-            if event.resource.id not in resources:
-                problems.append(f"{kind} of {event.resource.id}, which is not defined")
-            resources.pop(event.resource.id, None)
-        else:
-            problems.append(f"event of kind {kind}")
-    return {"reservations": reservations, "resources": resources}, problems
 
 
 # ---- the situations: one RPC (or the sweep) each -------------------------------------------------------
@@ -782,7 +744,7 @@ def _one_attempt(bench: Bench, situation, n: str, at: tuple, fault: str) -> list
     after = bench.state()
     for tenant in TENANTS:
         events, _ = bench.feed(tenant, cursors[tenant])
-        rebuilt, wrong = replay(events, before[tenant])
+        rebuilt, wrong = replay_feed(events, before[tenant])
         problems += [f"feed of {tenant}: {problem}" for problem in wrong]
         if rebuilt != after[tenant]:
             problems.append(

@@ -8,12 +8,9 @@ known here (so that an expired cursor can be made)."""
 
 import http.client
 import json
-import os
 import queue
 import statistics
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +26,6 @@ from chalicelib.gen import reservation_pb2 as pb
 from chalicelib.model import DAY_NS, DEFAULT_TENANT
 from chalicelib.ports import Scope
 from harness.local_server import LocalServer
-from harness.moto import ROOT
 from tests.gen.reservation_connect import ReservationServiceClientSync
 from tests.gen.reservation_pb2_grpc import ReservationServiceStub
 from tests.helpers import PATH, reservation, stamp
@@ -49,18 +45,7 @@ class ServerWithStderr(LocalServer):
 
     def __init__(self, *arguments: str, environment: dict | None = None):
         self.stderr = tempfile.NamedTemporaryFile("w+", prefix="serve-", suffix=".stderr")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devserver.serve", "--port", "0", "--grpc-port", "0", *arguments],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            env={**os.environ, **(environment or {})},
-        )
-        self.url = self._announced("Connect API on ")
-        self.grpc_target = self._announced("gRPC on ")
-        self.dynamodb_url = self._announced("embedded DynamoDB on ").split(",")[0]
-        self.table = "my-reservation-local"
+        super().__init__(*arguments, environment=environment, stderr=self.stderr)
 
     def stderr_lines(self) -> list:
         with open(self.stderr.name) as written:

@@ -29,7 +29,7 @@ from chalicelib.model import HOUR_NS, MINUTE_NS, Caller, Reservation, Status
 from chalicelib.runtime import build_api
 from harness.moto import TABLE, moto_table
 from ops.checker import check, scan_items
-from tests.helpers import stamp
+from tests.helpers import replay_feed, stamp
 from tests.hypothesis_profiles import SCALE
 
 TENANTS = ["default", "t2"]
@@ -475,8 +475,9 @@ class ReservationMachine(RuleBasedStateMachine):
         self.clock.now += 1_000_000_000  # the feed hands out events older than now (settle 0)
         assert check(self.dynamodb, TABLE, now_ns=self.clock.now) == []
         for tenant in TENANTS:
-            replayed = replay(self.feed(tenant))
-            assert replayed == {held.id: held.proto() for held in self.model[tenant].values()}, tenant
+            replayed, problems = replay_feed(self.feed(tenant))
+            assert not problems, problems
+            assert replayed["reservations"] == {held.id: held.proto() for held in self.model[tenant].values()}, tenant
 
     def feed(self, tenant: str) -> list:
         events, cursor = [], ""
@@ -486,24 +487,6 @@ class ReservationMachine(RuleBasedStateMachine):
             cursor = page.cursor
             if not page.events:
                 return events
-
-
-def replay(events: list) -> dict:
-    """Reservation id -> the reservation the feed says exists, from events in feed order; every
-    event must change the state it says it changes (none lost, none doubled)."""
-    state = {}
-    for event in events:
-        kind, rid = pb.ChangeKind.Name(event.kind), event.reservation.id
-        if kind == "RESERVATION_CREATED":
-            assert rid not in state, f"{rid} created twice"
-            state[rid] = event.reservation
-        elif kind.startswith("RESERVATION_"):
-            assert state.get(rid) == event.before, f"{kind} of {rid}: before is not what the feed had"
-            if kind in ("RESERVATION_CANCELLED", "RESERVATION_EXPIRED"):
-                del state[rid]
-            else:
-                state[rid] = event.reservation
-    return state
 
 
 @pytest.fixture(autouse=True)
