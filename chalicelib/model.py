@@ -13,6 +13,10 @@ MILLIS_NS = 1_000_000
 MINUTE_NS = 60 * NANOS_PER_SECOND
 HOUR_NS = 60 * MINUTE_NS
 DAY_NS = 24 * HOUR_NS
+# Queries by user or by tenant look back at least this far before their window (more when the
+# user's or the tenant's longest-reservation record says so), so that reservations up to this long
+# never write those records: a user's first reservation costs no more than the others.
+LOOKBACK_FLOOR_NS = HOUR_NS
 # google.protobuf.Timestamp allows 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z
 MIN_SECONDS = -62_135_596_800
 MAX_SECONDS = 253_402_300_799

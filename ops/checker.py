@@ -20,8 +20,8 @@ Every item is decoded through chalicelib.layout. What it checks:
   with its fields, or that an index does not return (on AWS the indexes lag
   writes by a moment: run it twice before acting);
 * short lookback: a reservation longer than its user's or tenant's recorded
-  longest one, or a pool booking longer than its resource's (queries would
-  look back too little);
+  longest one (and than an hour, how far queries look back anyway), or a
+  pool booking longer than its resource's (queries would look back too little);
 * bad request record: a remembered request id whose reservation is live with
   other fields;
 * event: a booking whose last change (within the feed's retention) has no
@@ -34,7 +34,7 @@ import sys
 import time
 
 from chalicelib import layout
-from chalicelib.model import NANOS_PER_SECOND
+from chalicelib.model import LOOKBACK_FLOOR_NS, NANOS_PER_SECOND
 
 
 def scan_items(client, table: str, **arguments):
@@ -271,7 +271,7 @@ def _lookback(seen: Table) -> list:
         reservation = booking.reservation
         duration = reservation.end_ns - reservation.start_ns
         for user, whose in ((reservation.user_id, f"user {reservation.user_id}'s"), ("", "the tenant's")):
-            if duration > seen.longest.get((tenant, user), 0):
+            if duration > max(seen.longest.get((tenant, user), 0), LOOKBACK_FLOOR_NS):
                 problems.append(f"short lookback: reservation {reservation_id} is longer than {whose} recorded longest")
         definition = seen.definitions.get((tenant, reservation.resource_id))
         if (

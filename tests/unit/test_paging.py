@@ -62,6 +62,18 @@ def test_window_finds_a_reservation_that_began_before_it(world):
     assert world.query_all(start_ns=at(11, 59), end_ns=at(12)) == [long]
 
 
+def test_reservations_up_to_an_hour_write_no_longest_record_and_are_still_found(world):
+    """Queries by user or tenant look back at least LOOKBACK_FLOOR_NS, so a reservation that long never
+    raises the longest-reservation records (a user's first reservation costs what the others do)."""
+    hour = world.reserve("room-1", at(10), at(11), user="dana")
+    assert world.store.longest("default", "dana") == 0 and world.store.longest("default", "") == 0
+    assert world.query_all(user_id="dana", start_ns=at(10, 59), end_ns=at(12)) == [hour]
+    assert world.query_all(start_ns=at(10, 59), end_ns=at(12)) == [hour]
+    longer = world.reserve("room-2", at(12), at(13, 30), user="dana")
+    assert world.store.longest("default", "dana") == world.store.longest("default", "") == at(13, 30) - at(12)
+    assert world.query_all(user_id="dana", start_ns=at(13, 29), end_ns=at(14)) == [longer]
+
+
 def test_expired_hold_is_listed_as_expired(world, clock):
     hold = world.hold("room-1", at(10), at(11), hold_for=5 * M)
     clock.set(hold.expires_at_ns)
