@@ -424,13 +424,8 @@ class Listener:
             try:
                 if self._answer is None:
                     self._open()
-                while True:
-                    flags, chunk = self._envelope()
-                    if flags & END_STREAM:
-                        self._end(chunk)
-                        break
-                    event = pb.ChangeEvent.FromString(chunk)
-                    self.cursor, failures = event.cursor, 0
+                for event in self._stream():
+                    failures = 0
                     yield event
             except ReservationError as error:
                 self._disconnect()
@@ -473,6 +468,17 @@ class Listener:
         except ReservationError:
             self._disconnect()
             raise
+
+    def _stream(self):
+        """The events of the open stream until its end, each moving the cursor past it as it is read."""
+        while True:
+            flags, chunk = self._envelope()
+            if flags & END_STREAM:
+                self._end(chunk)
+                return
+            event = pb.ChangeEvent.FromString(chunk)
+            self.cursor = event.cursor
+            yield event
 
     def _envelope(self) -> tuple:
         """(flags, payload) of the next envelope of the stream."""
@@ -523,14 +529,7 @@ class Listener:
             try:
                 self._socket.shutdown(socket.SHUT_WR)
                 self._socket.settimeout(wait)
-                while True:
-                    flags, chunk = self._envelope()
-                    if flags & END_STREAM:
-                        self._end(chunk)
-                        break
-                    event = pb.ChangeEvent.FromString(chunk)
-                    events.append(event)
-                    self.cursor = event.cursor
+                events.extend(self._stream())
             except Exception:
                 pass
             finally:
