@@ -28,6 +28,8 @@ S = NANOS_PER_SECOND
 M = MINUTE_NS
 H = HOUR_NS
 D = DAY_NS
+# what a random workload's calls may be refused with: anything else (aborted, unavailable, internal) is a bug
+RANDOM_WORK_REFUSALS = (Code.FAILED_PRECONDITION, Code.NOT_FOUND, Code.ALREADY_EXISTS, Code.INVALID_ARGUMENT)
 TICK_NS = 1000  # every clock reading moves time on by 1 µs, so that change events get distinct times
 
 
