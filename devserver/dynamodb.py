@@ -29,7 +29,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from devserver import moto_patches
+from devserver import moto_patches, packed_items
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TABLE_TEMPLATE = ROOT / "infra" / "table.json"
@@ -52,7 +52,7 @@ class OneAtATime:
         self.app = app
 
     def __call__(self, environ, start_response):
-        with APPLY_ONE_AT_A_TIME:
+        with APPLY_ONE_AT_A_TIME, packed_items.applying():
             # Read the whole answer inside the lock: WSGI bodies can be lazy.
             return [b"".join(self.app(environ, start_response))]
 
@@ -83,7 +83,7 @@ class DynamoDBRequestHandler(MotoRequestHandler):
         environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         request = BackendRequest(environ)
-        with APPLY_ONE_AT_A_TIME:
+        with APPLY_ONE_AT_A_TIME, packed_items.applying():
             status, headers, answer = dispatch(request, request.raw_url, dict(request.headers))
         answer = answer.encode() if isinstance(answer, str) else answer
         self.send_response(status)

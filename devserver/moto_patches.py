@@ -69,6 +69,7 @@ import uuid
 from moto.core import responses as moto_core_responses
 from moto.core.exceptions import JsonRESTError
 from moto.core.model_instances import model_data
+from moto.core.parse import BaseJSONParser
 from moto.core.serialize import BaseJSONSerializer
 from moto.core.utils import utcnow
 from moto.dynamodb import models as moto_dynamodb_models
@@ -76,6 +77,7 @@ from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
+    ItemSizeTooLarge,
     MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
@@ -83,7 +85,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.models.utilities import bytesize, dynamo_json_dump
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
@@ -91,8 +93,12 @@ from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
+from devserver import packed_items
+
 STREAM_RETENTION = datetime.timedelta(hours=24)
-STREAM_MAX_BYTES = 16 * 1024 * 1024  # of record JSON per table (a bound on memory): older records are trimmed first
+STREAM_MAX_BYTES = (
+    4 * 1024 * 1024
+)  # of record JSON per table (about 1,000 reserves; a bound on memory): oldest trimmed first
 SHARD_ITERATOR_SECONDS = 15 * 60
 
 _original = {}
@@ -231,7 +237,9 @@ def _index_of(table: Table):
 
 
 def _reindex(table: Table, hash_key, range_key) -> None:
+    """After every write of the item under this key (stored, changed, deleted or put back)."""
     if range_key is not None:
+        packed_items.written(table, hash_key, range_key)
         index = _index_of(table)
         if index is not None:
             index.update(hash_key, range_key)
@@ -762,6 +770,15 @@ def get_records(self, iterator_arn, limit):
 # ---- answers: AttributeValues written straight out ------------------------------------------------
 
 _ATTRIBUTE_VALUE_MEMBERS = frozenset(("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"))
+_ATTRIBUTE_VALUE_SHAPES = {}  # id(shape) -> (shape, is it DynamoDB's AttributeValue)
+
+
+def _is_attribute_value(shape) -> bool:
+    known = _ATTRIBUTE_VALUE_SHAPES.get(id(shape))
+    if known is None or known[0] is not shape:
+        fits = shape.type_name == "structure" and shape.name == "AttributeValue"
+        known = _ATTRIBUTE_VALUE_SHAPES[id(shape)] = (shape, fits and set(shape.members) == _ATTRIBUTE_VALUE_MEMBERS)
+    return known[1]
 
 
 class _Unfit(Exception):
@@ -796,13 +813,71 @@ def _attribute_value(serializer, value) -> dict:
 
 def serialize_structure(self, serialized, value, shape, key):
     """BaseJSONSerializer._serialize_type_structure, with DynamoDB's AttributeValue written directly."""
-    if key and shape.name == "AttributeValue" and set(shape.members) == _ATTRIBUTE_VALUE_MEMBERS:
+    if key and _is_attribute_value(shape):
         try:
             serialized[key] = _attribute_value(self, value)
             return
         except _Unfit:
             pass
     original(BaseJSONSerializer, "_serialize_type_structure")(self, serialized, value, shape, key)
+
+
+def serialize_map(self, serialized, value, shape, key):
+    """BaseJSONSerializer._serialize_type_map: an item (names to AttributeValues) written directly."""
+    if type(value) is dict and "" not in value and _is_attribute_value(shape.value):
+        try:
+            item = {name: _attribute_value(self, nested) for name, nested in value.items()}
+        except _Unfit:
+            pass
+        else:
+            self._default_serialize(serialized, item, shape, key)
+            return
+    original(BaseJSONSerializer, "_serialize_type_map")(self, serialized, value, shape, key)
+
+
+# ---- requests: AttributeValues read straight in ---------------------------------------------------
+
+
+def _parsed_attribute_value(parser, shape, value):
+    """An AttributeValue as moto's JSON parser reads it (blobs decoded, null members dropped)."""
+    if type(value) is not dict or len(value) != 1:
+        return original(BaseJSONParser, "_parse_structure")(parser, shape, value)
+    ((member, content),) = value.items()
+    if content is None or member not in _ATTRIBUTE_VALUE_MEMBERS:
+        return {}
+    if member == "M":
+        return {"M": {name: _parsed_attribute_value(parser, shape, nested) for name, nested in content.items()}}
+    if member == "L":
+        return {"L": [_parsed_attribute_value(parser, shape, nested) for nested in content]}
+    if member == "B":
+        return {"B": parser._blob_parser(content)}
+    if member == "BS":
+        return {"BS": [parser._blob_parser(element) for element in content]}
+    if member == "SS" or member == "NS":
+        return {member: list(content)}
+    return {member: content}  # S, N, NULL, BOOL
+
+
+def parse_structure(self, shape, value):
+    """BaseJSONParser._parse_structure, with DynamoDB's AttributeValue read directly (moto walked its ten
+    members for every attribute of every item of a request)."""
+    if _is_attribute_value(shape):
+        return _parsed_attribute_value(self, shape, value)
+    return original(BaseJSONParser, "_parse_structure")(self, shape, value)
+
+
+# ---- items: built in one pass ---------------------------------------------------------------------
+
+
+def item_init(self, hash_key, range_key, attrs):
+    """Item.__init__ measured the whole item again for every attribute it set (LimitedSizeDict); here the
+    item is measured once, with the same limit and error."""
+    self.hash_key = hash_key
+    self.range_key = range_key
+    self.attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+    dict.update(self.attrs, {key: DynamoType(value) for key, value in attrs.items()})
+    if sum(bytesize(key) + value.size() for key, value in self.attrs.items()) > 405000:
+        raise ItemSizeTooLarge
 
 
 # ---- item sizes ----------------------------------------------------------------------------------
@@ -937,6 +1012,9 @@ def apply() -> None:
     _replace(DynamoType, "size", size)
     _replace(moto_dynamodb_models, "copy", _CopyOnce())
     _replace(BaseJSONSerializer, "_serialize_type_structure", serialize_structure)
+    _replace(BaseJSONSerializer, "_serialize_type_map", serialize_map)
+    _replace(BaseJSONParser, "_parse_structure", parse_structure)
+    _replace(Item, "__init__", item_init)
     _replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
     _replace(ConditionExpressionParser, "parse", parse_condition)
     _replace(dynamodb_responses, "UpdateExpressionParser", _ParsedUpdateExpressions)

@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import http.server
 import json
 import pathlib
 import queue
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import uuid
 import zoneinfo
 
@@ -89,6 +91,53 @@ def test_only_retryable_codes_are_retried(local_server):
     with pytest.raises(ReservationError) as raised:
         unreachable.get(str(uuid.uuid4()))
     assert raised.value.code == "unavailable"
+
+
+def test_calls_share_one_kept_alive_connection(local_server):
+    """A new TCP connection per call cost the client and the server (a thread per connection) a third of a call."""
+    client = ReservationClient(local_server.url)
+    resource = room()
+    made = client.reserve(resource, "u", T0, T0 + HOUR)
+    local_port = client._connections.connection.sock.getsockname()[1]
+    assert client.get(made.id).id == made.id
+    assert [r.id for r in client.query(resource_id=resource)] == [made.id]
+    assert client._connections.connection.sock.getsockname()[1] == local_port
+
+
+class ClosesAfterEachAnswer(http.server.BaseHTTPRequestHandler):
+    """Answers GetResponse messages over HTTP/1.1 without saying it closes, then closes (an idle timeout)."""
+
+    protocol_version = "HTTP/1.1"
+    connections: typing.ClassVar[list] = []
+
+    def setup(self):
+        super().setup()
+        self.connections.append(self.client_address)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = pb.GetResponse(reservation=pb.Reservation(id="kept")).SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/proto")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *arguments):
+        pass
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_at_once():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ClosesAfterEachAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ReservationClient(f"http://127.0.0.1:{server.server_port}", max_attempts=1)
+        assert [client.get("a").id, client.get("b").id, client.get("c").id] == ["kept"] * 3
+        assert len(ClosesAfterEachAnswer.connections) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_sigv4_signing(local_server, monkeypatch):
