@@ -8,9 +8,12 @@ stream and hands its records to chalicelib.publish, printing (on stderr) each
 event it would publish instead of sending it.
 """
 
+import http.client
+import json
 import sys
 import threading
 import time
+import urllib.parse
 
 import boto3
 
@@ -41,7 +44,11 @@ def start_sweep(seconds: float) -> threading.Thread:
 
 
 class StreamPump:
-    """Follows every shard of the table's stream from now on; publish(entries) gets each batch."""
+    """Follows every shard of the table's stream from now on; publish(entries) gets each batch.
+
+    GetRecords is read as the Lambda trigger gets its records, DynamoDB JSON as sent: botocore's parse of
+    every image of every record (most are not change events) was a quarter of the local server's time.
+    """
 
     def __init__(self, endpoint_url: str, table_name: str, publish=None):
         settings = dict(
@@ -49,8 +56,25 @@ class StreamPump:
         )
         self.streams = boto3.client("dynamodbstreams", **settings)
         self.arn = boto3.client("dynamodb", **settings).describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+        self.connection = http.client.HTTPConnection(urllib.parse.urlsplit(endpoint_url).netloc, timeout=30)
         self.publish = publish or print_entries
         self.iterators = {}
+
+    def _get_records(self, iterator: str) -> dict:
+        self.connection.request(
+            "POST",
+            "/",
+            body=json.dumps({"ShardIterator": iterator}),
+            headers={
+                "X-Amz-Target": "DynamoDBStreams_20120810.GetRecords",
+                "Content-Type": "application/x-amz-json-1.0",
+            },
+        )
+        answer = self.connection.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"GetRecords answered {answer.status}: {body[:300].decode(errors='replace')}")
+        return json.loads(body)
 
     def _shards(self) -> None:
         for shard in self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]:
@@ -64,7 +88,7 @@ class StreamPump:
         self._shards()
         for shard, iterator in list(self.iterators.items()):
             while iterator:
-                answer = self.streams.get_records(ShardIterator=iterator)
+                answer = self._get_records(iterator)
                 if answer["Records"]:
                     self.publish(entries_from_records(answer["Records"], LOCAL_BUS))
                 iterator = answer.get("NextShardIterator")

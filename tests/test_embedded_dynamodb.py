@@ -156,6 +156,38 @@ def test_writes_show_up_in_the_stream_with_old_and_new_images(dynamodb):
     assert sequence == sorted(sequence) and len(set(sequence)) == 3
 
 
+def test_stream_records_are_written_out_as_moto_writes_them(dynamodb, monkeypatch):
+    """GetRecords writes the stored records' JSON out directly: the same records as moto's own way (which
+    parsed each back and serialized it), except binary values, base64-encoded once as DynamoDB does."""
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    with_every_kind = {**_item("K", "1"), **{name: value for name, value in EVERY_KIND.items() if "b" not in name}}
+    dynamodb.put_item(TableName=TABLE, Item=with_every_kind)
+    dynamodb.put_item(TableName=TABLE, Item={**with_every_kind, "s": {"S": "changed"}})
+    dynamodb.put_item(TableName=TABLE, Item={**_item("K", "2"), "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"\x01"]}})
+    dynamodb.delete_item(TableName=TABLE, Key=_key("K", "1"))
+
+    direct = _stream_records(dynamodb)
+    assert direct[2]["dynamodb"]["NewImage"]["b"] == {"B": b"\x00\xff"}  # moto gave base64 of the base64
+    assert direct[2]["dynamodb"]["NewImage"]["bs"] == {"BS": [b"\x01"]}
+    monkeypatch.setattr(
+        DynamoDBStreamsHandler, "get_records", moto_patches.original(DynamoDBStreamsHandler, "get_records")
+    )
+    by_moto = _stream_records(dynamodb)
+    assert len(direct) == len(by_moto) == 4
+    for ours, theirs in zip(direct, by_moto, strict=True):
+        if ours["dynamodb"].get("NewImage", {}).get("b"):
+            ours, theirs = _without_binary(ours), _without_binary(theirs)
+        assert ours == theirs
+
+
+def _without_binary(record: dict) -> dict:
+    record = json.loads(json.dumps(record, default=str))
+    record["dynamodb"]["NewImage"].pop("b")
+    record["dynamodb"]["NewImage"].pop("bs")
+    return record
+
+
 def test_the_stream_keeps_its_newest_records_within_its_cap(dynamodb, monkeypatch):
     monkeypatch.setattr(moto_patches, "STREAM_MAX_BYTES", 2000)
     streams = _streams()
@@ -321,7 +353,7 @@ def test_the_server_keeps_a_connection_alive_across_dynamodb_calls():
 
     server = EmbeddedDynamoDB().start()
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", server.server.server_port, timeout=5)
+        connection = http.client.HTTPConnection("127.0.0.1", server.server.port, timeout=5)
         ports = set()
         for target, body in [("ListTables", b"{}"), ("DescribeTable", b'{"TableName": "none"}'), ("ListTables", b"{}")]:
             connection.request(
