@@ -15,7 +15,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import traceback
 import urllib.parse
 
 from moto.dynamodb.responses import DynamoHandler
@@ -67,17 +66,11 @@ class EmbeddedDynamoDB:
         environ = _environ(request, self.server.port)
         target = request.headers.get("x-amz-target", "")
         dispatch = next((call for prefix, call in self.TARGETS if target.startswith(prefix)), None)
-        try:
-            with packed_items.applying():
-                if dispatch is None or request.method != "POST" or request.target != "/":
-                    return self._through_wsgi(environ)
-                backend_request = BackendRequest(environ)
-                status, headers, body = dispatch(
-                    backend_request, backend_request.raw_url, dict(backend_request.headers)
-                )
-        except Exception:  # a bug of moto's (or ours): this call fails, the server goes on
-            traceback.print_exc()
-            return 500, [("Content-Type", "text/plain")], b"internal error of the embedded DynamoDB"
+        with packed_items.applying():
+            if dispatch is None or request.method != "POST" or request.target != "/":
+                return self._through_wsgi(environ)
+            backend_request = BackendRequest(environ)
+            status, headers, body = dispatch(backend_request, backend_request.raw_url, dict(backend_request.headers))
         return status, list(headers.items()), body.encode() if isinstance(body, str) else body
 
     def _through_wsgi(self, environ: dict) -> tuple:

@@ -3,7 +3,9 @@
 moto 5.2.5 answers like DynamoDB but its costs grow with the table and it
 never frees what it copies. For this service's calls (GetItem, BatchGetItem,
 Query on the table and its indexes, PutItem, DeleteItem, TransactWriteItems)
-these patches make a call cost what it touches, and change no answer:
+these patches make a call cost what it touches, and change no answer (but
+one: GetRecords base64-encodes a binary value once, as DynamoDB does; moto
+encoded it twice):
 
 * tracking: moto's BaseModel.__new__ appends every instance to its class's
   `instances_tracked` (only read by the /moto-api dashboard), so every Item ever
@@ -32,7 +34,12 @@ these patches make a call cost what it touches, and change no answer:
 * answers: moto's generic response serializer looks up each of the ten
   members of every AttributeValue through a chain of alias providers (~80
   lookups per attribute, most of the time of a Query or BatchGetItem).
-  AttributeValues are written straight out as DynamoDB JSON instead.
+  AttributeValues, and items (maps of them), are written straight out as
+  DynamoDB JSON instead; GetRecords writes out each record's stored JSON.
+* requests: moto's parser walked the ten members of every AttributeValue of
+  a request; they are read straight in (blobs decoded, as it does).
+* items: Item.__init__ measured the whole item again for every attribute it
+  set (LimitedSizeDict); an item is measured once, with the same limit.
 * key comparisons: DynamoType.cast_value tried every type in turn; strings
   and numbers are tried first.
 * item sizes: DynamoType.size rebuilt a DynamoType of every value of a map
@@ -51,7 +58,8 @@ these patches make a call cost what it touches, and change no answer:
 
 Every patch is a function of this module, documented with what it replaces.
 The embedded server applies one DynamoDB call at a time (devserver.dynamodb),
-so none of this needs to be thread-safe beyond what moto itself is.
+so none of this needs to be thread-safe beyond what moto itself is. What an
+item takes at rest there is devserver/packed_items.py's job.
 """
 
 import base64
@@ -1029,7 +1037,7 @@ def method_names_from_class(clazz) -> list:
 
 
 def get_backend_for_host(self, host):
-    """DomainDispatcherApplication.get_backend_for_host, remembered per host (called under its lock)."""
+    """DomainDispatcherApplication.get_backend_for_host, remembered per host."""
     known = self.__dict__.setdefault("_backend_of_host", {})
     if host not in known:
         known[host] = original(DomainDispatcherApplication, "get_backend_for_host")(self, host)

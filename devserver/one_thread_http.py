@@ -11,6 +11,7 @@ answers it and goes on to the next.
 import selectors
 import socket
 import threading
+import traceback
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -149,7 +150,11 @@ class OneThreadHTTPServer:
             body = bytes(buffer[head_end + 4 : head_end + 4 + length])
             del buffer[: head_end + 4 + length]
             request = Request(method, target, version, headers, body, state["client"])
-            status, answer_headers, answer_body = self.answer(request)
+            try:
+                status, answer_headers, answer_body = self.answer(request)
+            except Exception:  # a bug behind answer(): this request fails, the server goes on
+                traceback.print_exc()
+                status, answer_headers, answer_body = 500, [("Content-Type", "text/plain")], b"internal error"
             keep_alive = request.keeps_alive()
             try:
                 connection.sendall(response_bytes(status, answer_headers, answer_body, keep_alive))

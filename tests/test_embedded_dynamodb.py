@@ -514,3 +514,27 @@ def test_attribute_values_are_read_and_written_as_moto_does(value, monkeypatch):
     ]:
         monkeypatch.setattr(owner, name, moto_patches.original(owner, name))
     assert patched == both_ways()
+
+
+def test_a_bad_request_or_a_failing_call_leaves_the_server_serving(monkeypatch):
+    """The embedded DynamoDB answers in one thread: nothing a request does may stop it."""
+    import socket
+
+    from devserver.dynamodb import EmbeddedDynamoDB
+
+    server = EmbeddedDynamoDB().start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            assert raw.recv(200).startswith(b"HTTP/1.1 400 ")
+        monkeypatch.setattr(EmbeddedDynamoDB, "_through_wsgi", lambda self, environ: 1 / 0)
+        connection = http.client.HTTPConnection("127.0.0.1", server.server.port, timeout=5)
+        connection.request("GET", "/moto-api/")
+        answer = connection.getresponse()
+        assert (answer.status, answer.read()) == (500, b"internal error")
+        monkeypatch.undo()
+        connection.request("GET", "/moto-api/data.json")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.stop()
