@@ -47,7 +47,8 @@ encoded it twice):
 * parsing: each condition expression of a transaction was parsed three
   times (validation, condition check, write), each update expression twice;
   a parsed condition is kept for its (expression, names, values), a parsed
-  update expression for its text. The AST processors asked every node of
+  update expression for its text (copied per update Node by Node, not by
+  copy.deepcopy's generic protocol). The AST processors asked every node of
   the tree which node types they process (a new tuple each time); they ask
   once per pass. The list of a handler's methods (inspect.getmembers, per
   request) is kept per class.
@@ -96,6 +97,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import StreamShard, Table
 from moto.dynamodb.models.utilities import bytesize, dynamo_json_dump
+from moto.dynamodb.parsing import validators as moto_validators
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
@@ -1003,6 +1005,37 @@ class _ParsedUpdateExpressions:
         return tree
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy_tree(node):
+    """copy.deepcopy of an expression tree as the parser makes it (Nodes holding Nodes and plain values):
+    a copy of each Node and of its list of children, not deepcopy's memo and reduce protocol per object."""
+    copied = object.__new__(type(node))
+    copied.__dict__.update(node.__dict__)
+    if node.children is not None:
+        copied.children = [
+            _copy_tree(child)
+            if isinstance(child, Node)
+            else child
+            if type(child) in _IMMUTABLE
+            else copy.deepcopy(child)
+            for child in node.children
+        ]
+        for child in copied.children:
+            if isinstance(child, Node):
+                child.parent = copied
+    return copied
+
+
+def validator_deepcopy(value, memo=None):
+    """deepcopy as moto.dynamodb.parsing.validators sees it: the Validator copies the (kept) tree of an update
+    expression before changing the copy, once per update."""
+    if memo is None and isinstance(value, Node) and value.parent is None:
+        return _copy_tree(value)
+    return copy.deepcopy(value, memo)
+
+
 def traverse(self, node):
     """DepthFirstTraverser.traverse, with the node types it processes computed once per pass, not per node."""
     processed = self.nodes_to_be_processed()
@@ -1061,6 +1094,7 @@ def apply() -> None:
     _replace(dynamodb_responses, "UpdateExpressionParser", _ParsedUpdateExpressions)
     _replace(moto_dynamodb_models, "UpdateExpressionParser", _ParsedUpdateExpressions)
     _replace(DepthFirstTraverser, "traverse", traverse)
+    _replace(moto_validators, "deepcopy", validator_deepcopy)
     _replace(moto_core_responses, "method_names_from_class", method_names_from_class)
     _replace(Table, "query", query)
     _replace(Table, "all_items", all_items)

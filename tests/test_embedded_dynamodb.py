@@ -538,3 +538,32 @@ def test_a_bad_request_or_a_failing_call_leaves_the_server_serving(monkeypatch):
         connection.close()
     finally:
         server.stop()
+
+
+UPDATE_EXPRESSIONS = [
+    "SET ver = :next",
+    "SET ver = ver + :one, busy.#s0 = :s0, busy.#s1 = :s1 REMOVE busy.#r0",
+    "SET a[2] = list_append(if_not_exists(a, :empty), :more), #b = :b - :c ADD n :one DELETE s :gone",
+]
+
+
+@pytest.mark.parametrize("expression", UPDATE_EXPRESSIONS)
+def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it(expression):
+    """The Validator's copy of a kept tree: the same tree as copy.deepcopy's, sharing no node with the original."""
+    import copy
+
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    def shape(node, parent=None) -> tuple:
+        assert node.parent is parent
+        children = [shape(child, node) if isinstance(child, Node) else child for child in node.children or []]
+        return type(node).__name__, node.type, tuple(children) if node.children is not None else None
+
+    def nodes(node) -> list:
+        return [node, *(found for child in node.children or [] if isinstance(child, Node) for found in nodes(child))]
+
+    tree = UpdateExpressionParser.make(expression)
+    copied = moto_patches.validator_deepcopy(tree)
+    assert shape(copied) == shape(copy.deepcopy(tree)) == shape(tree)
+    assert not {id(node) for node in nodes(copied)} & {id(node) for node in nodes(tree)}
