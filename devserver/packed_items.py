@@ -21,9 +21,8 @@ import threading
 
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 
-_call = (
-    threading.local()
-)  # .touched in a call applied by the server: _PackedItems unpacked, (table, hash, range) written
+# .touched, during a call the server applies: the _PackedItems it unpacked and the (table, hash, range) it wrote
+_call = threading.local()
 
 
 class _PackedItem(Item):
@@ -44,6 +43,7 @@ class _PackedItem(Item):
     @attrs.setter
     def attrs(self, value) -> None:  # Item.__deepcopy__ sets the copy's attributes
         self._unpacked = value
+        _note(self)
 
 
 def _plain(value):
