@@ -26,6 +26,8 @@ encoded it twice):
   projection and counts stay moto's.
 * reads: the table's items are a defaultdict, so a GetItem (or a DeleteItem)
   of a missing key left an empty partition behind; emptied partitions go too.
+  A Scan's later page skips to its start by the items' keys, not by reading
+  every item before it (which the embedded server would unpack).
 * streams: records are kept again (a change feed reads them through
   DynamoDB Streams), each as one JSON string, and trimmed like DynamoDB's
   24-hour retention and beyond STREAM_MAX_BYTES; a trimmed position answers
@@ -405,6 +407,22 @@ def all_items(self):
     if candidates is not None:
         return sorted(candidates, key=lambda item: (item.hash_key, item.range_key))
     return original(Table, "all_items")(self)
+
+
+def item_comes_before_dct(self, item, dct, hash_key_attrs, range_key_attrs, scan_index_forward):
+    """Table._item_comes_before_dct (how a Scan skips to its ExclusiveStartKey), in table order read from the
+    item's keys, which equal its key attributes: every later page compared every item before its start,
+    and the embedded server would unpack each of them (devserver/packed_items.py)."""
+    order = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    if order != [self.hash_key_attr, self.range_key_attr][: len(order)] or not order:
+        return original(Table, "_item_comes_before_dct")(
+            self, item, dct, hash_key_attrs, range_key_attrs, scan_index_forward
+        )
+    for value, name in zip((item.hash_key, item.range_key), order, strict=False):
+        bound = DynamoType(dct.get(name))
+        if value != bound:
+            return (value < bound) == scan_index_forward
+    return True
 
 
 # ---- writes keep the index; reads and deletes leave no empty partition ---------------------------
@@ -1098,6 +1116,7 @@ def apply() -> None:
     _replace(moto_core_responses, "method_names_from_class", method_names_from_class)
     _replace(Table, "query", query)
     _replace(Table, "all_items", all_items)
+    _replace(Table, "_item_comes_before_dct", item_comes_before_dct)
     _replace(Table, "put_item", put_item)
     _replace(Table, "get_item", get_item)
     _replace(Table, "delete_item", delete_item)

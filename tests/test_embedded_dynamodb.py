@@ -567,3 +567,21 @@ def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it(expression):
     copied = moto_patches.validator_deepcopy(tree)
     assert shape(copied) == shape(copy.deepcopy(tree)) == shape(tree)
     assert not {id(node) for node in nodes(copied)} & {id(node) for node in nodes(tree)}
+
+
+def test_a_scan_page_unpacks_only_what_it_answers(embedded, monkeypatch):
+    """A Scan's later page skipped to its start by comparing every item before it: by their keys now, so the
+    embedded server unpacks only the items of the page (and the one that tells the page is full)."""
+    from devserver import packed_items
+
+    client, name, _ = embedded
+    for n in range(40):
+        client.put_item(TableName=name, Item=_item(f"S{n:02}", "1", payload="x" * 20))
+    first = client.scan(TableName=name, Limit=30)
+    unpacked = []
+    real_unpack = packed_items._unpack
+    monkeypatch.setattr(packed_items, "_unpack", lambda packed: unpacked.append(packed) or real_unpack(packed))
+    rest = client.scan(TableName=name, Limit=30, ExclusiveStartKey=first["LastEvaluatedKey"])
+    assert len(first["Items"]) + len(rest["Items"]) == 40 and "LastEvaluatedKey" not in rest
+    assert {item["pk"]["S"] for item in first["Items"] + rest["Items"]} == {f"S{n:02}" for n in range(40)}
+    assert len(unpacked) <= len(rest["Items"]) + 1
