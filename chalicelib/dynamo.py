@@ -778,7 +778,11 @@ def client_from_environment():
     from botocore.config import Config
 
     config = Config(
-        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=200
+        connect_timeout=1,
+        read_timeout=2,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=200,
+        parameter_validation=False,
     )
     return botocore.session.get_session().create_client("dynamodb", config=config)
 

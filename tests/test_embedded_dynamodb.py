@@ -585,3 +585,47 @@ def test_a_scan_page_unpacks_only_what_it_answers(embedded, monkeypatch):
     assert len(first["Items"]) + len(rest["Items"]) == 40 and "LastEvaluatedKey" not in rest
     assert {item["pk"]["S"] for item in first["Items"] + rest["Items"]} == {f"S{n:02}" for n in range(40)}
     assert len(unpacked) <= len(rest["Items"]) + 1
+
+
+PLAIN_SETS = [  # (expression, names, values): moto's validator and the plain-SET one must agree, errors too
+    ("SET ver = :next", {}, {":next": {"N": "2"}}),
+    (
+        "SET ver = :one, busy = :busy, dense = :dense",
+        {},
+        {":one": {"N": "1"}, ":busy": {"M": {}}, ":dense": {"BOOL": True}},
+    ),
+    ("set #n = :n,note=:s", {"#n": "name"}, {":n": {"L": [{"S": "a"}, {"NULL": True}]}, ":s": {"S": ""}}),
+    ("SET uk = :u", {}, {":u": {"S": "other"}}),  # an index key: moto's validator
+    ("SET pk = :u", {}, {":u": {"S": "other"}}),  # the table's key: refused
+    ("SET ver = :a, ver = :b", {}, {":a": {"N": "1"}, ":b": {"N": "2"}}),  # the same attribute twice
+    ("SET size = :a", {}, {":a": {"N": "1"}}),  # a reserved word
+    ("SET #missing = :a", {"#other": "x"}, {":a": {"N": "1"}}),
+    ("SET ver = :missing", {}, {":a": {"N": "1"}}),
+    ("SET tags = :s", {}, {":s": {"SS": ["a"]}}),  # a set: moto's validator
+]
+
+
+def _apply_updates(dynamodb) -> list:
+    outcomes = []
+    for number, (expression, names, values) in enumerate(PLAIN_SETS):
+        key = _key("U", str(number))
+        dynamodb.put_item(TableName=TABLE, Item={**key, "ver": {"N": "1"}, "uk": {"S": "room"}})
+        arguments = {"TableName": TABLE, "Key": key, "UpdateExpression": expression, "ReturnValues": "ALL_NEW"}
+        if names:
+            arguments["ExpressionAttributeNames"] = names
+        arguments["ExpressionAttributeValues"] = values
+        try:
+            outcomes.append(dynamodb.update_item(**arguments)["Attributes"])
+        except dynamodb.exceptions.ClientError as error:
+            outcomes.append(error.response["Error"])
+    return outcomes
+
+
+def test_a_plain_set_is_validated_and_applied_as_moto_does(dynamodb, monkeypatch):
+    from moto.dynamodb import models
+
+    plain = _apply_updates(dynamodb)
+    assert plain[0]["ver"] == {"N": "2"} and plain[4]["Code"] == "ValidationException"
+    for name in ("UpdateExpressionValidator", "UpdateExpressionExecutor"):
+        monkeypatch.setattr(models, name, moto_patches.original(models, name))
+    assert _apply_updates(dynamodb) == plain
