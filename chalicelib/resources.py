@@ -361,7 +361,7 @@ class ResourceService:
         """Delete a definition; refused while reservations of the resource end in the future."""
         resource_id = validate.name("id", resource_id)
         maybe_deleted = None  # the definition a delete whose answer was lost (or retried) may have stored
-        for _ in range(8):
+        for _ in range(WRITE_ATTEMPTS):
             now = self.clock()
             try:
                 current = self._read(tenant, resource_id)
