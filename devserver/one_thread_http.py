@@ -95,10 +95,17 @@ class OneThreadHTTPServer:
         try:
             while not self._stopping:
                 for key, _ in self._selector.select():
-                    if key.fileobj is self.listener:
-                        self._accept()
-                    elif key.fileobj is not self._wake_reader:
-                        self._read(key.fileobj, key.data)
+                    if key.fileobj is self._wake_reader:
+                        continue
+                    try:
+                        if key.fileobj is self.listener:
+                            self._accept()
+                        else:
+                            self._read(key.fileobj, key.data)
+                    except Exception:  # whatever one connection does, the others are served
+                        traceback.print_exc()
+                        if key.fileobj is not self.listener:
+                            self._close(key.fileobj)
         finally:
             for key in list(self._selector.get_map().values()):
                 key.fileobj.close()
@@ -111,12 +118,21 @@ class OneThreadHTTPServer:
                 connection, client = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            connection.settimeout(SEND_TIMEOUT_SECONDS)  # reads happen only when the selector says readable
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._selector.register(connection, selectors.EVENT_READ, {"buffer": bytearray(), "client": client})
+            except OSError:  # a client gone before it was accepted (ECONNABORTED), or no file descriptor left
+                traceback.print_exc()
+                return
+            try:
+                connection.settimeout(SEND_TIMEOUT_SECONDS)  # reads happen only when the selector says readable
+                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._selector.register(connection, selectors.EVENT_READ, {"buffer": bytearray(), "client": client})
+            except OSError:
+                connection.close()
 
     def _close(self, connection: socket.socket) -> None:
-        self._selector.unregister(connection)
+        try:
+            self._selector.unregister(connection)
+        except (KeyError, ValueError):
+            pass  # not registered (any more)
         connection.close()
 
     def _read(self, connection: socket.socket, state: dict) -> None:

@@ -2,10 +2,12 @@
 copy only what they touch, Queries that read only their key range, stream records, and nothing kept alive."""
 
 import base64
+import errno
 import gc
 import http.client
 import json
 import random
+import struct
 
 import boto3
 import pytest
@@ -535,6 +537,23 @@ def test_a_bad_request_or_a_failing_call_leaves_the_server_serving(monkeypatch):
         monkeypatch.undo()
         connection.request("GET", "/moto-api/data.json")
         assert connection.getresponse().status == 200
+        connection.close()
+
+        accept = socket.socket.accept  # a client gone before it was accepted, then one that resets
+        aborted = []
+
+        def aborts_once(listener):
+            if not aborted:
+                aborted.append(True)
+                raise ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort")
+            return accept(listener)
+
+        monkeypatch.setattr(socket.socket, "accept", aborts_once)
+        with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection = http.client.HTTPConnection("127.0.0.1", server.server.port, timeout=5)
+        connection.request("GET", "/moto-api/data.json")
+        assert connection.getresponse().status == 200 and aborted
         connection.close()
     finally:
         server.stop()
