@@ -10,6 +10,7 @@ answers it and goes on to the next.
 
 import selectors
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -102,11 +103,14 @@ class OneThreadHTTPServer:
                             self._accept()
                         else:
                             self._read(key.fileobj, key.data)
-                    except Exception:  # whatever one connection does, the others are served
+                    except BaseException:  # whatever one connection does (a SystemExit too), the others are served
                         traceback.print_exc()
                         if key.fileobj is not self.listener:
                             self._close(key.fileobj)
         finally:
+            if not self._stopping:  # never expected: say so, with what ended it, where the tests show it
+                print("embedded DynamoDB: the serving thread ended unexpectedly", file=sys.stderr, flush=True)
+                traceback.print_exc()
             for key in list(self._selector.get_map().values()):
                 key.fileobj.close()
             self._selector.close()
@@ -168,7 +172,7 @@ class OneThreadHTTPServer:
             request = Request(method, target, version, headers, body, state["client"])
             try:
                 status, answer_headers, answer_body = self.answer(request)
-            except Exception:  # a bug behind answer(): this request fails, the server goes on
+            except BaseException:  # a bug behind answer() (a SystemExit too): this request fails, the server goes on
                 traceback.print_exc()
                 status, answer_headers, answer_body = 500, [("Content-Type", "text/plain")], b"internal error"
             keep_alive = request.keeps_alive()
