@@ -87,8 +87,10 @@ class OneThreadHTTPServer:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake_writer.send(b"x")
+        self._wake_writer.send(b"x")  # the thread may see _stopping first and end: both ends stay open till here
         self._thread.join()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def _serve(self) -> None:
         self._selector.register(self.listener, selectors.EVENT_READ)
@@ -112,9 +114,9 @@ class OneThreadHTTPServer:
                 print("embedded DynamoDB: the serving thread ended unexpectedly", file=sys.stderr, flush=True)
                 traceback.print_exc()
             for key in list(self._selector.get_map().values()):
-                key.fileobj.close()
+                if key.fileobj is not self._wake_reader:
+                    key.fileobj.close()
             self._selector.close()
-            self._wake_writer.close()
 
     def _accept(self) -> None:
         while True:

@@ -648,3 +648,21 @@ def test_a_plain_set_is_validated_and_applied_as_moto_does(dynamodb, monkeypatch
     for name in ("UpdateExpressionValidator", "UpdateExpressionExecutor"):
         monkeypatch.setattr(models, name, moto_patches.original(models, name))
     assert _apply_updates(dynamodb) == plain
+
+
+def test_stop_when_the_thread_has_already_seen_it_coming():
+    """stop() sets its flag, then wakes the thread; another event may wake the thread first, and it ends
+    before the wake-up is sent (which then failed: the thread had closed the socket it is sent on)."""
+    import socket
+
+    from devserver.one_thread_http import OneThreadHTTPServer
+
+    server = OneThreadHTTPServer("127.0.0.1", 0, lambda request: (200, [], b"")).start()
+    server._stopping = True
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()  # wakes the thread: it ends
+    except ConnectionRefusedError:
+        pass  # it had already seen the flag, before its first wait
+    server._thread.join(timeout=5)
+    assert not server._thread.is_alive()
+    server.stop()
