@@ -17,6 +17,13 @@ DAY_NS = 24 * HOUR_NS
 # user's or the tenant's longest-reservation record says so), so that reservations up to this long
 # never write those records: a user's first reservation costs no more than the others.
 LOOKBACK_FLOOR_NS = HOUR_NS
+
+
+def lookback_ns(recorded_longest_ns: int) -> int:
+    """How far a query by user or tenant looks back before its window, given their recorded longest."""
+    return max(recorded_longest_ns, LOOKBACK_FLOOR_NS)
+
+
 # google.protobuf.Timestamp allows 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999999Z
 MIN_SECONDS = -62_135_596_800
 MAX_SECONDS = 253_402_300_799

@@ -21,7 +21,7 @@ import dataclasses
 from . import paging
 from .errors import invalid, unavailable
 from .layout import start_key, start_key_bound
-from .model import LOOKBACK_FLOOR_NS, MAX_NS, MIN_NS, Reservation, Status
+from .model import MAX_NS, MIN_NS, Reservation, Status, lookback_ns
 from .ports import StorageUnavailable, Store
 
 DEFAULT_PAGE_SIZE = 100
@@ -162,4 +162,4 @@ def _earliest_start(store: Store, spec: QuerySpec, pool_lookback_ns) -> int:
         if before is not None and before.reservation.end_ns > spec.start_ns:
             return before.reservation.start_ns
         return spec.start_ns
-    return max(MIN_NS, spec.start_ns - max(store.longest(spec.tenant, spec.user_id), LOOKBACK_FLOOR_NS))
+    return max(MIN_NS, spec.start_ns - lookback_ns(store.longest(spec.tenant, spec.user_id)))

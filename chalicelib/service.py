@@ -18,7 +18,7 @@ from collections.abc import Callable
 from . import rules, validate
 from .errors import Code, ServiceError, failed, invalid, not_found, unavailable
 from .layout import Guard, Shape, StoredResource, start_key_bound
-from .model import LOOKBACK_FLOOR_NS, Booking, Caller, ChangeEvent, ChangeKind, Reservation, Resource, Status
+from .model import Booking, Caller, ChangeEvent, ChangeKind, Reservation, Resource, Status, lookback_ns
 from .ports import (
     NEIGHBOUR_LIMIT,
     BucketChange,
@@ -572,9 +572,9 @@ class ReservationService:
 
     def _raise_longest(self, plan: WritePlan, snapshot: ReserveSnapshot, booking: Booking) -> None:
         duration = booking.reservation.end_ns - booking.reservation.start_ns
-        if duration > max(snapshot.user_longest_ns, LOOKBACK_FLOOR_NS):
+        if duration > lookback_ns(snapshot.user_longest_ns):
             plan.longest.append(LongestRaise(booking.reservation.user_id, duration, snapshot.user_longest_ns))
-        if duration > max(snapshot.tenant_longest_ns, LOOKBACK_FLOOR_NS):
+        if duration > lookback_ns(snapshot.tenant_longest_ns):
             plan.longest.append(LongestRaise("", duration, snapshot.tenant_longest_ns))
 
     # ---- reads --------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import sys
 import time
 
 from chalicelib import layout
-from chalicelib.model import LOOKBACK_FLOOR_NS, NANOS_PER_SECOND
+from chalicelib.model import NANOS_PER_SECOND, lookback_ns
 
 
 def scan_items(client, table: str, **arguments):
@@ -271,7 +271,7 @@ def _lookback(seen: Table) -> list:
         reservation = booking.reservation
         duration = reservation.end_ns - reservation.start_ns
         for user, whose in ((reservation.user_id, f"user {reservation.user_id}'s"), ("", "the tenant's")):
-            if duration > max(seen.longest.get((tenant, user), 0), LOOKBACK_FLOOR_NS):
+            if duration > lookback_ns(seen.longest.get((tenant, user), 0)):
                 problems.append(f"short lookback: reservation {reservation_id} is longer than {whose} recorded longest")
         definition = seen.definitions.get((tenant, reservation.resource_id))
         if (
