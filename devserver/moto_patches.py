@@ -113,9 +113,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from devserver import packed_items
 
 STREAM_RETENTION = datetime.timedelta(hours=24)
-STREAM_MAX_BYTES = (
-    4 * 1024 * 1024
-)  # of record JSON per table (about 1,000 reserves; a bound on memory): oldest trimmed first
+# of record JSON per table (about 1,000 reserves; a bound on memory): the oldest are trimmed first
+STREAM_MAX_BYTES = 4 * 1024 * 1024
 SHARD_ITERATOR_SECONDS = 15 * 60
 
 _original = {}
@@ -797,11 +796,18 @@ def get_shard_iterator(self, *args, **kwargs):
     return original(DynamoDBStreamsBackend, "get_shard_iterator")(self, *args, **kwargs)
 
 
-def get_records(self, iterator_arn, limit):
-    """DynamoDBStreamsBackend.get_records; an unknown or expired iterator answers ExpiredIteratorException."""
-    _forget_expired_iterators(self)
-    if iterator_arn not in self.shard_iterators:
+def _live_iterator(backend, iterator_arn: str) -> ShardIterator:
+    """The shard iterator of this ARN; an unknown or expired one answers ExpiredIteratorException."""
+    _forget_expired_iterators(backend)
+    iterator = backend.shard_iterators.get(iterator_arn)
+    if iterator is None:
         raise JsonRESTError("ExpiredIteratorException", "Iterator expired (or unknown)")
+    return iterator
+
+
+def get_records(self, iterator_arn, limit):
+    """DynamoDBStreamsBackend.get_records, of a live iterator only."""
+    _live_iterator(self, iterator_arn)
     return original(DynamoDBStreamsBackend, "get_records")(self, iterator_arn, limit)
 
 
@@ -809,12 +815,8 @@ def get_records_answer(self):
     """DynamoDBStreamsHandler.get_records, written out from the records' stored JSON: moto parsed every
     record back into dicts and walked them with its serializer (a sixth of the embedded DynamoDB's time
     while the local change-feed push reads the stream). Records of moto's own kind go its own way."""
-    arn, limit = self._get_param("ShardIterator"), self._get_param("Limit") or 1000
-    backend = self.backend
-    _forget_expired_iterators(backend)
-    iterator = backend.shard_iterators.get(arn)
-    if iterator is None:
-        raise JsonRESTError("ExpiredIteratorException", "Iterator expired (or unknown)")
+    backend, limit = self.backend, self._get_param("Limit") or 1000
+    iterator = _live_iterator(backend, self._get_param("ShardIterator"))
     shard = iterator.stream_shard
     if iterator.sequence_number < shard.starting_sequence_number:
         shard.get(iterator.sequence_number, limit)  # answers TrimmedDataAccessException
@@ -941,7 +943,7 @@ def item_init(self, hash_key, range_key, attrs):
     self.range_key = range_key
     self.attrs = LimitedSizeDict.__new__(LimitedSizeDict)
     dict.update(self.attrs, {key: DynamoType(value) for key, value in attrs.items()})
-    if sum(bytesize(key) + value.size() for key, value in self.attrs.items()) > 405000:
+    if self.size() > 405000:
         raise ItemSizeTooLarge
 
 
@@ -1047,10 +1049,11 @@ def _plain_sets_of(expression: str) -> tuple | None:
 
 
 class _PlainSets:
-    """A validated plain SET (see update_expression_validator): (attribute name, value) in order."""
+    """A validated plain SET (see update_expression_validator): (attribute name, value) in order. It stands
+    for moto's validator (validate), its validated tree (normalize) and, given the item, its executor."""
 
-    def __init__(self, assignments: list):
-        self.assignments = assignments
+    def __init__(self, assignments: list, item=None):
+        self.assignments, self.item = assignments, item
 
     def validate(self):
         return self
@@ -1058,9 +1061,9 @@ class _PlainSets:
     def normalize(self) -> None:
         """Nothing to sort: one SET clause, applied in order."""
 
-    def execute(self, item) -> None:
+    def execute(self) -> None:
         for name, value in self.assignments:
-            item.attrs[name] = DynamoType(value)  # measured as moto measures each set (ItemSizeTooLarge)
+            self.item.attrs[name] = DynamoType(value)  # measured as moto measures each set (ItemSizeTooLarge)
 
 
 def _plain_assignments(tree, names, values, table) -> list | None:
@@ -1103,16 +1106,8 @@ def update_expression_validator(expression, expression_attribute_names, expressi
 def update_expression_executor(update_ast, item, expression_attribute_names):
     """UpdateExpressionExecutor as DynamoDBBackend.update_item sees it: a plain SET applies itself."""
     if isinstance(update_ast, _PlainSets):
-        return _AppliedTo(update_ast, item)
+        return _PlainSets(update_ast.assignments, item)
     return UpdateExpressionExecutor(update_ast, item, expression_attribute_names)
-
-
-class _AppliedTo:
-    def __init__(self, plain_sets: _PlainSets, item):
-        self.plain_sets, self.item = plain_sets, item
-
-    def execute(self) -> None:
-        self.plain_sets.execute(self.item)
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
@@ -1124,18 +1119,16 @@ def _copy_tree(node):
     copied = object.__new__(type(node))
     copied.__dict__.update(node.__dict__)
     if node.children is not None:
-        copied.children = [
-            _copy_tree(child)
-            if isinstance(child, Node)
-            else child
-            if type(child) in _IMMUTABLE
-            else copy.deepcopy(child)
-            for child in node.children
-        ]
-        for child in copied.children:
-            if isinstance(child, Node):
-                child.parent = copied
+        copied.children = [_copied_child(child, copied) for child in node.children]
     return copied
+
+
+def _copied_child(child, parent):
+    if isinstance(child, Node):
+        child = _copy_tree(child)
+        child.parent = parent
+        return child
+    return child if type(child) in _IMMUTABLE else copy.deepcopy(child)
 
 
 def validator_deepcopy(value, memo=None):
