@@ -74,6 +74,10 @@ def check_base_url(url: str) -> str:
     return url
 
 
+class _KeptConnectionClosed(Exception):
+    """A kept-alive connection the server had closed: the request did not reach it."""
+
+
 class ReservationError(Exception):
     """A failed call: `code` is the Connect code ("failed_precondition", "not_found", ...).
 
@@ -345,30 +349,31 @@ class ReservationClient:
         url = self._url(method)
         headers = self._headers(url, body, content_type)
         path = urllib.parse.urlsplit(url).path
-        for retry_on_new in (True, False):
-            connection = self._connection()
-            kept = connection.sock is not None
-            connection.timeout = timeout
-            if kept:
-                connection.sock.settimeout(timeout)
-            try:
-                connection.request("POST", path, body=body, headers=headers)
-                answer = connection.getresponse()
-                payload = answer.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as failure:
-                connection.close()
-                if kept and retry_on_new:
-                    continue
-                raise ReservationError("unavailable", f"cannot reach {self.base_url}: {failure}") from None
-            except (OSError, http.client.HTTPException) as failure:
-                connection.close()
-                raise ReservationError("unavailable", f"cannot reach {self.base_url}: {failure}") from None
-            if answer.will_close:
-                connection.close()
-            if answer.status != 200:
-                raise _error_of(answer.status, payload)
-            return payload
-        raise AssertionError("unreachable")
+        try:
+            return self._exchange(path, body, headers, timeout)
+        except _KeptConnectionClosed:
+            return self._exchange(path, body, headers, timeout)  # on a new connection: its failures are final
+
+    def _exchange(self, path: str, body: bytes, headers: dict, timeout: float) -> bytes:
+        connection = self._connection()
+        kept = connection.sock is not None
+        connection.timeout = timeout
+        if kept:
+            connection.sock.settimeout(timeout)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            answer = connection.getresponse()
+            payload = answer.read()
+        except (OSError, http.client.HTTPException) as failure:
+            connection.close()
+            if kept and isinstance(failure, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                raise _KeptConnectionClosed() from failure
+            raise ReservationError("unavailable", f"cannot reach {self.base_url}: {failure}") from None
+        if answer.will_close:
+            connection.close()
+        if answer.status != 200:
+            raise _error_of(answer.status, payload)
+        return payload
 
     def _once(self, method: str, request, response_type):
         content_type = "application/json" if self.use_json else "application/proto"
