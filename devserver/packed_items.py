@@ -120,7 +120,7 @@ def _pack_touched(touched: list) -> None:
         table, hash_key, range_key = entry
         partition = table.items.get(hash_key)
         item = partition.get(range_key) if isinstance(partition, dict) else None
-        if type(item) is _PackedItem:  # a before image put back by a cancelled transaction
+        if type(item) is _PackedItem:  # changed in place, or a before image a cancelled transaction put back
             _repack(item)
         elif item is not None:
             packed = _pack(item.attrs)
